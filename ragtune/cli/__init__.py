@@ -1,0 +1,45 @@
+"""The ``ragtune`` command: thin commands over the Python API.
+
+Errors ragtune raises on purpose are printed as one clear message (no traceback) with exit
+status 2; ``RAGTUNE_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ragtune.cli.config_cmd import app as config_app
+from ragtune.cli.index_cmd import app as index_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ragtune",
+    help="Grounded domain assistants: index your documents, ask with citations, train adapters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(index_app, name="index")
+app.add_typer(config_app, name="config")
+
+
+def main() -> None:
+    """Console entry point."""
+    from ragtune.errors import RagtuneError
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except RagtuneError as exc:
+        if os.environ.get("RAGTUNE_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was changed by the unfinished step", file=sys.stderr)
+        sys.exit(130)

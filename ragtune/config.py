@@ -1,0 +1,330 @@
+"""Configuration: pydantic models, one ``type:``-tagged union per stage, and ``load_config``.
+
+Only this module knows pydantic. Each stage model has a ``build()`` (or the caller reads its
+flat fields) so the stage classes themselves take plain arguments and never a config object.
+
+Example::
+
+    config = load_config("configs/default.yaml")
+    embedder = config.embedder.build()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ragtune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ragtune.index.embedders import SentenceTransformerEmbedder
+    from ragtune.index.lexical import LexicalSpec
+    from ragtune.index.vectors import VectorIndexSpec
+    from ragtune.indexing import BuildSettings
+    from ragtune.retrieve import DenseRetriever, HybridRetriever, LexicalRetriever
+    from ragtune.retrieve.base import QueryEmbedder, SearchIndex
+
+__all__ = [
+    "ChunkingConfig",
+    "DenseRetrieverConfig",
+    "EmbedderConfig",
+    "FlatIndexConfig",
+    "HNSWIndexConfig",
+    "HybridRetrieverConfig",
+    "IVFPQIndexConfig",
+    "IngestConfig",
+    "LexicalConfig",
+    "LexicalRetrieverConfig",
+    "RagtuneConfig",
+    "load_config",
+]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors, so a typo fails at load time and names its field path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbedderConfig(_Strict):
+    """A sentence-transformers embedding model."""
+
+    type: Literal["sentence-transformers"] = "sentence-transformers"
+    model: str = Field(
+        "all-minilm-l6-v2",
+        description="'all-minilm-l6-v2' (embedded, offline) or a local sentence-transformers folder.",
+    )
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="torch; onnx (fp32) or onnx-int8 (dynamic int8) need `pip install ragtune[onnx]`.",
+    )
+    batch_size: int = Field(64, ge=1, le=4096)
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    cache_dir: Path | None = Field(
+        None, description="Where ONNX exports are kept; default ~/.cache/ragtune/onnx."
+    )
+
+    def build(self) -> SentenceTransformerEmbedder:
+        from ragtune.index.embedders import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(
+            self.model,
+            backend=self.backend,
+            batch_size=self.batch_size,
+            device=self.device,
+            cache_dir=self.cache_dir,
+        )
+
+
+class ChunkingConfig(_Strict):
+    """How documents are cut into chunks, sized in the embedder's tokens."""
+
+    chunk_tokens: int = Field(220, ge=16, le=8192)
+    overlap_tokens: int = Field(32, ge=0)
+    title_in_text: bool = Field(
+        True, description="Prefix each chunk's document title to the text that is embedded and indexed."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than "
+                f"chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+class IngestConfig(_Strict):
+    """What happens to documents on their way in."""
+
+    scrub_pii: bool = Field(
+        True, description="Replace e-mails, phones, cards, IBANs, SSNs and IPs by [TYPE] placeholders."
+    )
+
+
+class FlatIndexConfig(_Strict):
+    """Exact search. Best up to a few hundred thousand chunks."""
+
+    type: Literal["flat"] = "flat"
+
+    def spec(self) -> VectorIndexSpec:
+        from ragtune.index.vectors import VectorIndexSpec
+
+        return VectorIndexSpec(kind="flat")
+
+
+class HNSWIndexConfig(_Strict):
+    """Graph-based approximate search: fast queries on large corpora, more memory."""
+
+    type: Literal["hnsw"] = "hnsw"
+    m: int = Field(32, ge=4, le=256, description="Neighbours per node.")
+    ef_construction: int = Field(200, ge=8)
+    ef_search: int = Field(128, ge=8)
+
+    def spec(self) -> VectorIndexSpec:
+        from ragtune.index.vectors import VectorIndexSpec
+
+        return VectorIndexSpec(
+            kind="hnsw", m=self.m, ef_construction=self.ef_construction, ef_search=self.ef_search
+        )
+
+
+class IVFPQIndexConfig(_Strict):
+    """Inverted lists with product quantisation: least memory for millions of chunks."""
+
+    type: Literal["ivf-pq"] = "ivf-pq"
+    nlist: int = Field(1024, ge=1, description="Coarse clusters; needs about 39 x nlist chunks to train.")
+    m: int = Field(16, ge=1, description="Sub-quantisers; must divide the embedding dimension.")
+    nbits: int = Field(8, ge=4, le=12)
+    nprobe: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _nprobe_fits(self) -> IVFPQIndexConfig:
+        if self.nprobe > self.nlist:
+            raise ValueError(f"nprobe ({self.nprobe}) cannot exceed nlist ({self.nlist})")
+        return self
+
+    def spec(self) -> VectorIndexSpec:
+        from ragtune.index.vectors import VectorIndexSpec
+
+        return VectorIndexSpec(
+            kind="ivf-pq", nlist=self.nlist, m=self.m, nbits=self.nbits, nprobe=self.nprobe
+        )
+
+
+VectorIndexConfig = Annotated[
+    FlatIndexConfig | HNSWIndexConfig | IVFPQIndexConfig, Field(discriminator="type")
+]
+
+
+class LexicalConfig(_Strict):
+    """The BM25 index built next to the vectors."""
+
+    k1: float = Field(1.2, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    stopwords: Literal["english", "none"] = "english"
+    stemming: bool = Field(True, description="English Snowball stemming (needs PyStemmer).")
+
+    def spec(self) -> LexicalSpec:
+        from ragtune.index.lexical import LexicalSpec
+
+        return LexicalSpec(
+            k1=self.k1, b=self.b, method=self.method, stopwords=self.stopwords, stemming=self.stemming
+        )
+
+
+class IndexConfig(_Strict):
+    """Everything fixed when an index is built; recorded in its manifest."""
+
+    vectors: VectorIndexConfig = Field(default_factory=FlatIndexConfig)
+    lexical: LexicalConfig = Field(default_factory=LexicalConfig)
+
+
+class _RetrieverBase(_Strict):
+    index: Path = Field(Path("indexes/default"), description="Index folder (relative to the cwd).")
+    top_k: int = Field(5, ge=1, le=1000)
+
+
+class DenseRetrieverConfig(_RetrieverBase):
+    """Embedding search over the FAISS index."""
+
+    type: Literal["dense"] = "dense"
+
+    def build(self, index: SearchIndex, embedder: QueryEmbedder) -> DenseRetriever:
+        from ragtune.retrieve import DenseRetriever
+
+        return DenseRetriever(index, embedder)
+
+
+class LexicalRetrieverConfig(_RetrieverBase):
+    """BM25 keyword search."""
+
+    type: Literal["lexical"] = "lexical"
+
+    def build(self, index: SearchIndex, embedder: QueryEmbedder | None = None) -> LexicalRetriever:
+        from ragtune.retrieve import LexicalRetriever
+
+        return LexicalRetriever(index)
+
+
+class HybridRetrieverConfig(_RetrieverBase):
+    """Dense and BM25 results fused into one ranking."""
+
+    type: Literal["hybrid"] = "hybrid"
+    fusion: Literal["rrf", "score"] = Field(
+        "score",
+        description="score: weighted sum of normalised scores; rrf: weighted reciprocal-rank fusion.",
+    )
+    dense_weight: float = Field(0.5, ge=0)
+    lexical_weight: float = Field(0.5, ge=0)
+    candidates: int = Field(50, ge=1, le=5000, description="How deep each retriever looks before fusion.")
+    rrf_k: int = Field(60, ge=1)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> HybridRetrieverConfig:
+        if self.dense_weight + self.lexical_weight <= 0:
+            raise ValueError("dense_weight and lexical_weight cannot both be 0")
+        return self
+
+    def build(self, index: SearchIndex, embedder: QueryEmbedder) -> HybridRetriever:
+        from ragtune.retrieve import HybridRetriever
+
+        return HybridRetriever(
+            index, embedder, fusion=self.fusion, dense_weight=self.dense_weight,
+            lexical_weight=self.lexical_weight, candidates=self.candidates, rrf_k=self.rrf_k,
+        )
+
+
+RetrieverConfig = Annotated[
+    DenseRetrieverConfig | LexicalRetrieverConfig | HybridRetrieverConfig,
+    Field(discriminator="type"),
+]
+
+
+class RagtuneConfig(_Strict):
+    """The whole configuration. Every section has a working default (the embedded setup)."""
+
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    retriever: RetrieverConfig = Field(default_factory=HybridRetrieverConfig)
+
+    def build_settings(self) -> BuildSettings:
+        """The settings a new index is built with."""
+        from ragtune.indexing import BuildSettings
+
+        return BuildSettings(
+            chunk_tokens=self.chunking.chunk_tokens,
+            overlap_tokens=self.chunking.overlap_tokens,
+            title_in_text=self.chunking.title_in_text,
+            scrub_pii=self.ingest.scrub_pii,
+            vectors=self.index.vectors.spec(),
+            lexical=self.index.lexical.spec(),
+        )
+
+
+def load_config(source: str | Path | Mapping[str, Any] | None = None) -> RagtuneConfig:
+    """Load and validate a config from a YAML file, a mapping, or ``None`` for the defaults.
+
+    Raises :class:`ConfigError` listing every problem with its field path.
+    """
+    if source is None:
+        return RagtuneConfig()
+    if isinstance(source, Mapping):
+        return _validate(dict(source), "<dict>")
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(str(path), [("", "no such file; give the path of a YAML config")])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [("", f"not UTF-8 text ({exc.reason})")]) from exc
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [(where, f"not valid YAML: {problem}")]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [("", f"the top level must be a mapping, not {type(data).__name__}")])
+    return _validate(data, str(path))
+
+
+def _validate(data: dict[str, Any], source: str) -> RagtuneConfig:
+    try:
+        return RagtuneConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _problems(exc)) from None
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for error in exc.errors():
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling and the section it is in)"
+        problems.append((_field_path(error["loc"]), message))
+    return problems
+
+
+_UNION_FIELDS = {"retriever", "vectors"}
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """Join a pydantic error location, dropping the tag it inserts after a tagged union."""
+    parts: list[str] = []
+    for i, part in enumerate(loc):
+        if i > 0 and loc[i - 1] in _UNION_FIELDS and isinstance(part, str):
+            continue  # "retriever.hybrid.top_k" -> "retriever.top_k"
+        parts.append(str(part))
+    return ".".join(parts)

@@ -1,0 +1,90 @@
+"""Every error ragtune raises on purpose derives from :class:`RagtuneError`.
+
+The tree::
+
+    RagtuneError
+    ├── ConfigError            a config file or dict does not validate (lists every problem)
+    ├── IngestError            a source cannot be read: missing path, binary, bad JSONL line, bad PDF
+    │   └── EmptySourceError   nothing to index: an empty folder, only 0-byte files
+    ├── IndexError_            an index folder cannot be opened or changed
+    │   ├── IndexNotFoundError     no index at that path
+    │   ├── IndexCorruptError      a file of the index is damaged or missing
+    │   ├── IndexFormatError       manifest of a format version this ragtune does not know
+    │   └── EmbedderMismatchError  the index was built with another embedder
+    ├── EmbedderError          an embedding model cannot be loaded or a backend is not installed
+    └── RetrievalError         a query cannot be answered (empty query, unknown mode)
+
+Each message names the problem and the fix. The CLI prints the message without a traceback
+and exits with status 2; library users catch :class:`RagtuneError`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "EmbedderError",
+    "EmbedderMismatchError",
+    "EmptySourceError",
+    "IndexCorruptError",
+    "IndexError_",
+    "IndexFormatError",
+    "IndexNotFoundError",
+    "IngestError",
+    "RagtuneError",
+    "RetrievalError",
+]
+
+
+class RagtuneError(Exception):
+    """Base of every error ragtune raises on purpose."""
+
+
+class ConfigError(RagtuneError):
+    """A configuration does not validate.
+
+    ``problems`` holds one ``(field_path, message)`` pair per error, so a caller can show
+    them all at once instead of one per run.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s) in the config"]
+        lines += [f"  {path}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class IngestError(RagtuneError):
+    """A source file or folder cannot be ingested."""
+
+
+class EmptySourceError(IngestError):
+    """The sources hold nothing to index."""
+
+
+class IndexError_(RagtuneError):  # noqa: N801 - the builtin IndexError is a different thing
+    """An index folder cannot be opened or changed."""
+
+
+class IndexNotFoundError(IndexError_):
+    """There is no index at the given path."""
+
+
+class IndexCorruptError(IndexError_):
+    """A file of the index is damaged, missing or inconsistent with the others."""
+
+
+class IndexFormatError(IndexError_):
+    """The manifest declares a format version this ragtune cannot read."""
+
+
+class EmbedderMismatchError(IndexError_):
+    """The index was built with a different embedder than the one asked for."""
+
+
+class EmbedderError(RagtuneError):
+    """An embedding model or backend cannot be loaded."""
+
+
+class RetrievalError(RagtuneError):
+    """A query cannot be answered as asked."""

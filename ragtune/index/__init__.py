@@ -1,0 +1,21 @@
+"""Index storage: embedders, the FAISS vectors, the BM25 index, the SQLite chunk table."""
+
+from ragtune.index.embedders import Embedder, SentenceTransformerEmbedder, resolve_embedder_path
+from ragtune.index.lexical import LexicalIndex, LexicalSpec
+from ragtune.index.manifest import EmbedderInfo, Manifest
+from ragtune.index.store import IndexStore, IndexUpdate
+from ragtune.index.vectors import VectorIndex, VectorIndexSpec
+
+__all__ = [
+    "EmbedderInfo",
+    "Embedder",
+    "IndexStore",
+    "IndexUpdate",
+    "LexicalIndex",
+    "LexicalSpec",
+    "Manifest",
+    "SentenceTransformerEmbedder",
+    "VectorIndex",
+    "VectorIndexSpec",
+    "resolve_embedder_path",
+]

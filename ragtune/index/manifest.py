@@ -1,0 +1,121 @@
+"""``manifest.json``: what an index is, and which generation of its files is current.
+
+The manifest is the commit point of every write: a new generation's files are complete before
+the manifest that names them replaces the old one with an atomic rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ragtune.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "EmbedderInfo", "Manifest", "write_atomic"]
+
+FORMAT = "ragtune-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """The embedder an index was built with; queries must use the same one."""
+
+    name: str
+    dimension: int
+    model: str = ""
+    """The model as configured (an embedded name or a folder path), to load it again."""
+    normalized: bool = True
+    backend: str = "torch"
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything fixed at build time, plus counts and the current generation."""
+
+    embedder: EmbedderInfo
+    chunking: dict[str, Any]
+    ingest: dict[str, Any]
+    vectors: dict[str, Any]
+    lexical: dict[str, Any]
+    generation: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    tenants: dict[str, int] = field(default_factory=dict)
+    pii: dict[str, int] = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        # Lead with what identifies the file, for a human reading it.
+        head = {"format": data.pop("format"), "format_version": data.pop("format_version")}
+        return head | data
+
+    def evolve(self, **changes: Any) -> Manifest:
+        return replace(self, **changes)
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST
+        if not folder.exists():
+            raise IndexNotFoundError(
+                f"no index at {folder}; build one with `ragtune index build SRC --out {folder}`"
+            )
+        if not path.is_file():
+            raise IndexNotFoundError(
+                f"{folder} is not a ragtune index (no {MANIFEST}); "
+                f"build one with `ragtune index build SRC --out {folder}`"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexCorruptError(f"{path} is not valid JSON ({exc}); rebuild the index") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise IndexCorruptError(f"{path} is not a ragtune index manifest; rebuild the index")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path} has index format version {version!r}; this ragtune reads version "
+                f"{FORMAT_VERSION}. Rebuild the index with this ragtune, or use the ragtune "
+                "version that wrote it"
+            )
+        try:
+            data["embedder"] = EmbedderInfo(**data["embedder"])
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise IndexCorruptError(f"{path} is missing or has unknown fields ({exc}); rebuild the index") from exc
+
+    def write(self, folder: Path) -> None:
+        write_atomic(folder / MANIFEST, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see either the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,78 @@
+"""What a retriever is, and what it needs from an index and an embedder.
+
+The retrievers depend on these protocols, not on :mod:`ragtune.index`, so stage packages stay
+independent and a test can hand a retriever any object that fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragtune.errors import RetrievalError
+from ragtune.types import Passage
+
+__all__ = ["MAX_QUERY_CHARS", "QueryEmbedder", "Retriever", "SearchIndex", "check_query"]
+
+MAX_QUERY_CHARS = 8192
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds the passages that best answer a query."""
+
+    def retrieve(
+        self,
+        query: str,
+        k: int,
+        *,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Passage]:
+        """Top ``k`` passages, best first. ``tenant`` and ``metadata`` restrict the chunks seen."""
+        ...
+
+
+class SearchIndex(Protocol):
+    """The searches an index offers (implemented by :class:`ragtune.index.IndexStore`)."""
+
+    @property
+    def embedder_name(self) -> str: ...
+
+    def allowed_ids(
+        self, *, tenant: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> np.ndarray | None: ...
+
+    def search_dense(
+        self, query_vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def search_lexical(
+        self, query: str, k: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def passages(self, ids: np.ndarray, scores: np.ndarray) -> list[Passage]: ...
+
+
+class QueryEmbedder(Protocol):
+    """Embeds a query into the index's vector space."""
+
+    @property
+    def name(self) -> str: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def check_query(query: str, k: int) -> str:
+    """Validate a query at the boundary; returns it stripped."""
+    if not isinstance(query, str) or not query.strip():
+        raise RetrievalError("the query is empty; ask something")
+    if len(query) > MAX_QUERY_CHARS:
+        raise RetrievalError(
+            f"the query has {len(query)} characters; the limit is {MAX_QUERY_CHARS}. Shorten it"
+        )
+    if k < 1:
+        raise RetrievalError(f"k must be at least 1, not {k}")
+    return query.strip()
