@@ -86,7 +86,8 @@ class ChunkingConfig(_Strict):
     chunk_tokens: int = Field(220, ge=16, le=8192)
     overlap_tokens: int = Field(32, ge=0)
     title_in_text: bool = Field(
-        True, description="Prefix each chunk's document title to the text that is embedded and indexed."
+        True,
+        description="Prefix each chunk's document title to the text that is embedded and indexed.",
     )
 
     @model_validator(mode="after")
@@ -103,7 +104,8 @@ class IngestConfig(_Strict):
     """What happens to documents on their way in."""
 
     scrub_pii: bool = Field(
-        True, description="Replace e-mails, phones, cards, IBANs, SSNs and IPs by [TYPE] placeholders."
+        True,
+        description="Replace e-mails, phones, cards, IBANs, SSNs and IPs by [TYPE] placeholders.",
     )
 
 
@@ -138,7 +140,9 @@ class IVFPQIndexConfig(_Strict):
     """Inverted lists with product quantisation: least memory for millions of chunks."""
 
     type: Literal["ivf-pq"] = "ivf-pq"
-    nlist: int = Field(1024, ge=1, description="Coarse clusters; needs about 39 x nlist chunks to train.")
+    nlist: int = Field(
+        1024, ge=1, description="Coarse clusters; needs about 39 x nlist chunks to train."
+    )
     m: int = Field(16, ge=1, description="Sub-quantisers; must divide the embedding dimension.")
     nbits: int = Field(8, ge=4, le=12)
     nprobe: int = Field(16, ge=1)
@@ -175,8 +179,21 @@ class LexicalConfig(_Strict):
         from ragtune.index.lexical import LexicalSpec
 
         return LexicalSpec(
-            k1=self.k1, b=self.b, method=self.method, stopwords=self.stopwords, stemming=self.stemming
+            k1=self.k1,
+            b=self.b,
+            method=self.method,
+            stopwords=self.stopwords,
+            stemming=self.stemming,
         )
+
+
+def _default_type(data: Any, field_name: str, default: str) -> Any:
+    """A stage section without ``type:`` means the default type, not a tagging error."""
+    if isinstance(data, dict) and isinstance(data.get(field_name), dict):
+        section = data[field_name]
+        if "type" not in section:
+            return data | {field_name: {"type": default} | section}
+    return data
 
 
 class IndexConfig(_Strict):
@@ -184,6 +201,11 @@ class IndexConfig(_Strict):
 
     vectors: VectorIndexConfig = Field(default_factory=FlatIndexConfig)
     lexical: LexicalConfig = Field(default_factory=LexicalConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vectors_default(cls, data: Any) -> Any:
+        return _default_type(data, "vectors", "flat")
 
 
 class _RetrieverBase(_Strict):
@@ -223,7 +245,9 @@ class HybridRetrieverConfig(_RetrieverBase):
     )
     dense_weight: float = Field(0.5, ge=0)
     lexical_weight: float = Field(0.5, ge=0)
-    candidates: int = Field(50, ge=1, le=5000, description="How deep each retriever looks before fusion.")
+    candidates: int = Field(
+        50, ge=1, le=5000, description="How deep each retriever looks before fusion."
+    )
     rrf_k: int = Field(60, ge=1)
 
     @model_validator(mode="after")
@@ -236,8 +260,13 @@ class HybridRetrieverConfig(_RetrieverBase):
         from ragtune.retrieve import HybridRetriever
 
         return HybridRetriever(
-            index, embedder, fusion=self.fusion, dense_weight=self.dense_weight,
-            lexical_weight=self.lexical_weight, candidates=self.candidates, rrf_k=self.rrf_k,
+            index,
+            embedder,
+            fusion=self.fusion,
+            dense_weight=self.dense_weight,
+            lexical_weight=self.lexical_weight,
+            candidates=self.candidates,
+            rrf_k=self.rrf_k,
         )
 
 
@@ -255,6 +284,11 @@ class RagtuneConfig(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     retriever: RetrieverConfig = Field(default_factory=HybridRetrieverConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retriever_default(cls, data: Any) -> Any:
+        return _default_type(data, "retriever", "hybrid")
 
     def build_settings(self) -> BuildSettings:
         """The settings a new index is built with."""
@@ -296,7 +330,9 @@ def load_config(source: str | Path | Mapping[str, Any] | None = None) -> Ragtune
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(str(path), [("", f"the top level must be a mapping, not {type(data).__name__}")])
+        raise ConfigError(
+            str(path), [("", f"the top level must be a mapping, not {type(data).__name__}")]
+        )
     return _validate(data, str(path))
 
 

@@ -62,7 +62,7 @@ class EmptySourceError(IngestError):
     """The sources hold nothing to index."""
 
 
-class IndexError_(RagtuneError):  # noqa: N801 - the builtin IndexError is a different thing
+class IndexError_(RagtuneError):
     """An index folder cannot be opened or changed."""
 
 

@@ -29,7 +29,7 @@ from ragtune.index.lexical import LexicalSpec
 from ragtune.index.manifest import EmbedderInfo, Manifest
 from ragtune.index.store import IndexUpdate, fault_point
 from ragtune.index.vectors import VectorIndexSpec
-from ragtune.ingest import Chunker, discover, load
+from ragtune.ingest import Chunker, discover, load, token_counter_for
 from ragtune.types import Chunk, Document, SkippedSource
 
 __all__ = [
@@ -118,11 +118,18 @@ class _Run:
 
     def report(self, index: Path, manifest: Manifest | None) -> UpdateReport:
         return UpdateReport(
-            index=str(index), files=self.files, documents_added=self.added,
-            documents_unchanged=self.unchanged, duplicates=self.duplicates,
-            documents_removed=self.removed, chunks_added=self.chunks_added,
-            chunks_removed=self.chunks_removed, skipped=tuple(self.skipped), pii=dict(self.pii),
-            seconds=time.perf_counter() - self.started, embed_seconds=self.embed_seconds,
+            index=str(index),
+            files=self.files,
+            documents_added=self.added,
+            documents_unchanged=self.unchanged,
+            duplicates=self.duplicates,
+            documents_removed=self.removed,
+            chunks_added=self.chunks_added,
+            chunks_removed=self.chunks_removed,
+            skipped=tuple(self.skipped),
+            pii=dict(self.pii),
+            seconds=time.perf_counter() - self.started,
+            embed_seconds=self.embed_seconds,
             manifest=manifest,
         )
 
@@ -163,7 +170,9 @@ def build_index(
     run = _Run(skipped=list(discovery.skipped))
     try:
         with IndexUpdate(out, new=manifest) as update:
-            _ingest_files(update, discovery.files, embedder, tenant, run, progress or NullProgress())
+            _ingest_files(
+                update, discovery.files, embedder, tenant, run, progress or NullProgress()
+            )
             _finish(update, run, strict=strict, require_documents=True)
             return run.report(out, update.commit())
     except BaseException:
@@ -186,11 +195,15 @@ def add_to_index(
     discovery = discover(sources)
     run = _Run(skipped=list(discovery.skipped))
     with IndexUpdate(index) as update:
-        update.check_embedder(_embedder_info(embedder))
+        update.check_embedder(embedder)
         _ingest_files(update, discovery.files, embedder, tenant, run, progress or NullProgress())
         _finish(update, run, strict=strict, require_documents=False)
-        return run.report(index, update.commit() if run.added or run.removed or run.duplicates
-                          or run.unchanged else None)
+        return run.report(
+            index,
+            update.commit()
+            if run.added or run.removed or run.duplicates or run.unchanged
+            else None,
+        )
 
 
 def sync_index(
@@ -209,11 +222,13 @@ def sync_index(
     index = Path(index)
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
-        raise IngestError(f"{folder} is not a folder; `index sync` takes the folder the index mirrors")
+        raise IngestError(
+            f"{folder} is not a folder; `index sync` takes the folder the index mirrors"
+        )
     discovery = discover([root])
     run = _Run(skipped=list(discovery.skipped))
     with IndexUpdate(index) as update:
-        update.check_embedder(_embedder_info(embedder))
+        update.check_embedder(embedder)
         known: dict[str, list[SourceRecord]] = {}
         for record in update.db.sources(tenant=tenant, under=str(root)):
             known.setdefault(record.file, []).append(record)
@@ -221,18 +236,22 @@ def sync_index(
         for path in discovery.files:
             records = known.pop(str(path), None)
             stat = path.stat()
-            if records and all(r.size == stat.st_size and r.modified_at == stat.st_mtime
-                               for r in records):
+            if records and all(
+                r.size == stat.st_size and r.modified_at == stat.st_mtime for r in records
+            ):
                 run.unchanged += len(records)
                 run.files += 1
                 continue
             to_read.append(path)
         # Files still in `known` are gone from the folder.
         gone = [(r.source, r.tenant) for records in known.values() for r in records]
-        _ingest_files(update, to_read, embedder, tenant, run, progress or NullProgress(),
-                      extra_unlinks=gone)
+        _ingest_files(
+            update, to_read, embedder, tenant, run, progress or NullProgress(), extra_unlinks=gone
+        )
         _finish(update, run, strict=strict, require_documents=False)
-        manifest = update.commit() if (run.added or run.removed or run.duplicates or to_read) else None
+        manifest = (
+            update.commit() if (run.added or run.removed or run.duplicates or to_read) else None
+        )
         return run.report(index, manifest)
 
 
@@ -293,9 +312,12 @@ def _ingest_files(
 ) -> None:
     """Read, chunk, embed and store ``files``; replaces what the index had for them."""
     files = list(files)
+    if not files and not extra_unlinks:
+        return  # nothing to read: do not even load the model
     settings = update.manifest
+    tokenizer = getattr(embedder, "tokenizer", None) if files else None
     chunker = Chunker(
-        embedder.count_tokens,
+        token_counter_for(tokenizer) if tokenizer is not None else embedder.count_tokens,
         chunk_tokens=int(settings.chunking["chunk_tokens"]),
         overlap_tokens=int(settings.chunking["overlap_tokens"]),
     )
@@ -316,7 +338,9 @@ def _ingest_files(
             sha = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
             doc_id = _doc_id(sha, tenant)
             new_sources.add(doc.source)
-            links.append(SourceRecord(doc.source, tenant, str(path), doc_id, stat.st_mtime, stat.st_size))
+            links.append(
+                SourceRecord(doc.source, tenant, str(path), doc_id, stat.st_mtime, stat.st_size)
+            )
             if doc_id in pending or update.db.has_document(doc_id):
                 run.duplicates += 1
                 continue
@@ -327,8 +351,11 @@ def _ingest_files(
                 continue
             pending[doc_id] = _Pending(doc, doc_id, sha, split.chunks, dict(split.pii_counts))
         # Lines of a JSONL file that are no longer in it, or a file that now fails to load.
-        stale += [(r.source, r.tenant) for r in update.db.sources(tenant=tenant)
-                  if r.file == str(path) and r.source not in new_sources]
+        stale += [
+            (r.source, r.tenant)
+            for r in update.db.sources(tenant=tenant)
+            if r.file == str(path) and r.source not in new_sources
+        ]
         progress.advance(1)
 
     chunks = [c for p in pending.values() for c in p.chunks]
@@ -343,8 +370,14 @@ def _ingest_files(
     all_ids: list[int] = []
     for item in pending.values():
         ids = update.db.add_document(
-            doc_id=item.doc_id, tenant=tenant, sha256=item.sha256, title=item.doc.title,
-            metadata=item.doc.metadata, ingested_at=now, pii=item.pii, chunks=item.chunks,
+            doc_id=item.doc_id,
+            tenant=tenant,
+            sha256=item.sha256,
+            title=item.doc.title,
+            metadata=item.doc.metadata,
+            ingested_at=now,
+            pii=item.pii,
+            chunks=item.chunks,
         )
         all_ids += ids
         for kind, n in item.pii.items():

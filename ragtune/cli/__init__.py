@@ -33,6 +33,7 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_model_loading()
     try:
         app()
     except RagtuneError as exc:
@@ -43,3 +44,9 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted; nothing was changed by the unfinished step", file=sys.stderr)
         sys.exit(130)
+
+
+def _quiet_model_loading() -> None:
+    """Our own bars say what is happening; the libraries' weight-loading bars are noise."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -30,7 +30,10 @@ def _embedder_for_index(index: Path, config: RagtuneConfig | None = None) -> Any
 
     manifest = Manifest.read(index)
     info = manifest.embedder
-    if config is not None and config.embedder.model.lower() not in (info.name.lower(), info.model.lower()):
+    if config is not None and config.embedder.model.lower() not in (
+        info.name.lower(),
+        info.model.lower(),
+    ):
         from ragtune.errors import EmbedderMismatchError
 
         raise EmbedderMismatchError(
@@ -39,7 +42,8 @@ def _embedder_for_index(index: Path, config: RagtuneConfig | None = None) -> Any
         )
     backend = config.embedder.backend if config is not None else info.backend
     return SentenceTransformerEmbedder(
-        info.model or info.name, backend=backend if backend != "unknown" else "torch",
+        info.model or info.name,
+        backend=backend if backend != "unknown" else "torch",
         batch_size=config.embedder.batch_size if config else 64,
         device=config.embedder.device if config else "auto",
     )
@@ -70,11 +74,19 @@ def _print_report(report: Any, verb: str) -> None:
 
 @app.command("build")
 def build(
-    sources: list[str] = typer.Argument(..., help="Files, folders or globs (.txt .md .html .pdf .jsonl)."),
+    sources: list[str] = typer.Argument(
+        ..., help="Files, folders or globs (.txt .md .html .pdf .jsonl)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Index folder to create (or rebuild)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config; defaults otherwise."),
-    tenant: str | None = typer.Option(None, "--tenant", "-t", help="Tenant that owns these documents."),
-    strict: bool = typer.Option(False, "--strict", help="Fail (and write nothing) if any source is skipped."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config; defaults otherwise."
+    ),
+    tenant: str | None = typer.Option(
+        None, "--tenant", "-t", help="Tenant that owns these documents."
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Fail (and write nothing) if any source is skipped."
+    ),
 ) -> None:
     """Build an index from documents. An index already at --out is replaced only on success."""
     from ragtune.indexing import build_index
@@ -83,8 +95,13 @@ def build(
     embedder = cfg.embedder.build()
     with RichProgress() as progress:
         report = build_index(
-            sources, out, embedder=embedder, settings=cfg.build_settings(), tenant=tenant,
-            strict=strict, progress=progress,
+            sources,
+            out,
+            embedder=embedder,
+            settings=cfg.build_settings(),
+            tenant=tenant,
+            strict=strict,
+            progress=progress,
         )
     _print_report(report, "built")
 
@@ -102,14 +119,17 @@ def add(
 
     embedder = _embedder_for_index(index, _config(config) if config else None)
     with RichProgress() as progress:
-        report = add_to_index(sources, index, embedder=embedder, tenant=tenant, strict=strict,
-                              progress=progress)
+        report = add_to_index(
+            sources, index, embedder=embedder, tenant=tenant, strict=strict, progress=progress
+        )
     _print_report(report, "updated")
 
 
 @app.command("remove")
 def remove(
-    keys: list[str] = typer.Argument(..., help="Document ids, JSONL ids, source paths or file paths."),
+    keys: list[str] = typer.Argument(
+        ..., help="Document ids, JSONL ids, source paths or file paths."
+    ),
     index: Path = typer.Option(..., "--index", "-i", help="Index folder."),
     tenant: str | None = typer.Option(None, "--tenant", "-t"),
 ) -> None:
@@ -133,8 +153,9 @@ def sync(
 
     embedder = _embedder_for_index(index, _config(config) if config else None)
     with RichProgress() as progress:
-        report = sync_index(folder, index, embedder=embedder, tenant=tenant, strict=strict,
-                            progress=progress)
+        report = sync_index(
+            folder, index, embedder=embedder, tenant=tenant, strict=strict, progress=progress
+        )
     _print_report(report, "synced")
 
 
@@ -159,23 +180,37 @@ def info(
             return
         e = m.embedder
         console.print(f"[bold]{index}[/] (format {m.format_version}, {m.generation})")
-        console.print(f"  embedder   {e.name} ({e.dimension} dims, backend {e.backend}, "
-                      f"{'normalised' if e.normalized else 'raw'})")
+        console.print(
+            f"  embedder   {e.name} ({e.dimension} dims, backend {e.backend}, "
+            f"{'normalised' if e.normalized else 'raw'})"
+        )
         ch = m.chunking
-        console.print(f"  chunking   {ch['chunk_tokens']} tokens, overlap {ch['overlap_tokens']}, "
-                      f"title in text: {ch.get('title_in_text')}")
-        console.print(f"  vectors    {m.vectors['kind']} ({store.vectors.nbytes / 1e6:.1f} MB in memory)")
+        console.print(
+            f"  chunking   {ch['chunk_tokens']} tokens, overlap {ch['overlap_tokens']}, "
+            f"title in text: {ch.get('title_in_text')}"
+        )
+        console.print(
+            f"  vectors    {m.vectors['kind']} ({store.vectors.nbytes / 1e6:.1f} MB in memory)"
+        )
         lx = m.lexical
-        console.print(f"  lexical    BM25 {lx['method']} k1={lx['k1']} b={lx['b']} "
-                      f"stemming={lx['stemming']} stopwords={lx['stopwords']}")
+        console.print(
+            f"  lexical    BM25 {lx['method']} k1={lx['k1']} b={lx['b']} "
+            f"stemming={lx['stemming']} stopwords={lx['stopwords']}"
+        )
         c = m.counts
-        console.print(f"  holds      {c.get('documents', 0)} documents, {c.get('sources', 0)} sources, "
-                      f"{c.get('chunks', 0)} chunks; {size / 1e6:.1f} MB on disk")
+        console.print(
+            f"  holds      {c.get('documents', 0)} documents, {c.get('sources', 0)} sources, "
+            f"{c.get('chunks', 0)} chunks; {size / 1e6:.1f} MB on disk"
+        )
         console.print(f"  tenants    {', '.join(f'{k}: {v}' for k, v in m.tenants.items()) or '-'}")
-        console.print(f"  scrubbing  {'on' if m.ingest.get('scrub_pii') else 'off'}; replaced: "
-                      f"{', '.join(f'{k} {v}' for k, v in sorted(m.pii.items())) or 'nothing'}")
+        console.print(
+            f"  scrubbing  {'on' if m.ingest.get('scrub_pii') else 'off'}; replaced: "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(m.pii.items())) or 'nothing'}"
+        )
         for d in docs:
-            console.print(f"  {d.doc_id}  {d.n_chunks:4d} chunks  {d.title[:40]!r:42}  {d.sources[0] if d.sources else ''}")
+            console.print(
+                f"  {d.doc_id}  {d.n_chunks:4d} chunks  {d.title[:40]!r:42}  {d.sources[0] if d.sources else ''}"
+            )
 
 
 @app.command("search")
@@ -184,10 +219,14 @@ def search(
     query: str | None = typer.Argument(None, help="The query (or use --queries)."),
     k: int = typer.Option(5, "-k", min=1, max=1000, help="How many hits."),
     mode: str = typer.Option("hybrid", "--mode", "-m", help="dense, lexical or hybrid."),
-    queries: Path | None = typer.Option(None, "--queries", "-q", help='JSONL of {"id", "question"}.'),
+    queries: Path | None = typer.Option(
+        None, "--queries", "-q", help='JSONL of {"id", "question"}.'
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one line per query)."),
     tenant: str | None = typer.Option(None, "--tenant", "-t", help="Only this tenant's chunks."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="Hybrid settings come from here."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Hybrid settings come from here."
+    ),
 ) -> None:
     """Search an index, for one query or a batch of them."""
     from ragtune.config import DenseRetrieverConfig, LexicalRetrieverConfig
@@ -201,16 +240,37 @@ def search(
     batch = list(_read_queries(queries)) if queries is not None else [(None, query or "")]
     with IndexStore.open(index) as store:
         embedder = _embedder_for_index(index, cfg)
-        hybrid = cfg.retriever if cfg and isinstance(cfg.retriever, HybridRetrieverConfig) else HybridRetrieverConfig()
-        chosen = {"dense": DenseRetrieverConfig(), "lexical": LexicalRetrieverConfig(), "hybrid": hybrid}[mode]
+        hybrid = (
+            cfg.retriever
+            if cfg and isinstance(cfg.retriever, HybridRetrieverConfig)
+            else HybridRetrieverConfig()
+        )
+        chosen: DenseRetrieverConfig | LexicalRetrieverConfig | HybridRetrieverConfig = hybrid
+        if mode == "dense":
+            chosen = DenseRetrieverConfig()
+        elif mode == "lexical":
+            chosen = LexicalRetrieverConfig()
         retriever = chosen.build(store, embedder)
         for qid, text in batch:
             passages = retriever.retrieve(text, k, tenant=tenant)
-            hits = [{"rank": p.rank, "score": round(p.score, 6), "chunk_id": p.chunk_id,
-                     "source": p.source, "start": p.start, "end": p.end, "text": p.text}
-                    for p in passages]
+            hits = [
+                {
+                    "rank": p.rank,
+                    "score": round(p.score, 6),
+                    "chunk_id": p.chunk_id,
+                    "source": p.source,
+                    "start": p.start,
+                    "end": p.end,
+                    "text": p.text,
+                }
+                for p in passages
+            ]
             if as_json or queries is not None:
-                line = {"id": qid, "hits": hits} if queries is not None else {"query": text, "hits": hits}
+                line = (
+                    {"id": qid, "hits": hits}
+                    if queries is not None
+                    else {"query": text, "hits": hits}
+                )
                 sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
                 continue
             if not hits:
@@ -218,7 +278,9 @@ def search(
             for p in passages:
                 console.print(f"[bold]{p.rank}.[/] {p.score:.3f}  {p.source} [{p.start}:{p.end}]")
                 snippet = " ".join(p.text.split())
-                console.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False)
+                console.print(
+                    f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False
+                )
 
 
 def _read_queries(path: Path) -> Iterator[tuple[str, str]]:
@@ -234,7 +296,11 @@ def _read_queries(path: Path) -> Iterator[tuple[str, str]]:
         except json.JSONDecodeError as exc:
             problems.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
             continue
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str) or not item["question"].strip():
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("question"), str)
+            or not item["question"].strip()
+        ):
             problems.append(f'{path}:{lineno}: needs a non-empty string "question"')
             continue
         rows.append((str(item.get("id", lineno)), item["question"]))

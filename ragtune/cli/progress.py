@@ -18,7 +18,7 @@ from rich.progress import (
 
 __all__ = ["RichProgress", "console"]
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 """Human-readable output goes to stderr, so stdout stays clean for --json."""
 
 

@@ -7,8 +7,8 @@ from ragtune.index.store import IndexStore, IndexUpdate
 from ragtune.index.vectors import VectorIndex, VectorIndexSpec
 
 __all__ = [
-    "EmbedderInfo",
     "Embedder",
+    "EmbedderInfo",
     "IndexStore",
     "IndexUpdate",
     "LexicalIndex",

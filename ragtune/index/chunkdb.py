@@ -97,7 +97,9 @@ class ChunkDB:
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         if not create and not path.is_file():
-            raise IndexCorruptError(f"{path} is missing; rebuild the index with `ragtune index build`")
+            raise IndexCorruptError(
+                f"{path} is missing; rebuild the index with `ragtune index build`"
+            )
         self.path = path
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -142,16 +144,31 @@ class ChunkDB:
         self._db.execute(
             "INSERT INTO documents (doc_id, tenant, sha256, title, metadata, ingested_at, pii) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (doc_id, _tenant(tenant), sha256, title, json.dumps(dict(metadata)), ingested_at,
-             json.dumps(dict(pii))),
+            (
+                doc_id,
+                _tenant(tenant),
+                sha256,
+                title,
+                json.dumps(dict(metadata)),
+                ingested_at,
+                json.dumps(dict(pii)),
+            ),
         )
         ids = []
         for chunk in chunks:
             cursor = self._db.execute(
                 "INSERT INTO chunks (chunk_id, doc_id, tenant, ordinal, start, end, title, text) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (chunk.chunk_id, doc_id, _tenant(tenant), chunk.ordinal, chunk.start, chunk.end,
-                 chunk.title, chunk.text),
+                (
+                    chunk.chunk_id,
+                    doc_id,
+                    _tenant(tenant),
+                    chunk.ordinal,
+                    chunk.start,
+                    chunk.end,
+                    chunk.title,
+                    chunk.text,
+                ),
             )
             ids.append(int(cursor.lastrowid or 0))
         return ids
@@ -160,8 +177,14 @@ class ChunkDB:
         self._db.execute(
             "INSERT OR REPLACE INTO sources (source, tenant, file, doc_id, modified_at, size) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (record.source, _tenant(record.tenant), record.file, record.doc_id,
-             record.modified_at, record.size),
+            (
+                record.source,
+                _tenant(record.tenant),
+                record.file,
+                record.doc_id,
+                record.modified_at,
+                record.size,
+            ),
         )
 
     def unlink_sources(self, sources: Iterable[tuple[str, str | None]]) -> None:
@@ -173,9 +196,13 @@ class ChunkDB:
 
     def delete_orphans(self) -> tuple[int, list[int]]:
         """Delete documents no source holds any more: (documents removed, their chunk ids)."""
-        orphans = [r[0] for r in self._db.execute(
-            "SELECT doc_id FROM documents d WHERE NOT EXISTS "
-            "(SELECT 1 FROM sources s WHERE s.doc_id = d.doc_id)")]
+        orphans = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT doc_id FROM documents d WHERE NOT EXISTS "
+                "(SELECT 1 FROM sources s WHERE s.doc_id = d.doc_id)"
+            )
+        ]
         ids: list[int] = []
         for doc_id in orphans:
             ids += self.delete_document(doc_id)
@@ -192,12 +219,12 @@ class ChunkDB:
 
     def sources(self, *, tenant: str | None = None, under: str | None = None) -> list[SourceRecord]:
         """Sources of one tenant, optionally only files below a folder."""
-        query = "SELECT source, tenant, file, doc_id, modified_at, size FROM sources WHERE tenant = ?"
+        query = (
+            "SELECT source, tenant, file, doc_id, modified_at, size FROM sources WHERE tenant = ?"
+        )
         args: list[Any] = [_tenant(tenant)]
         rows = self._db.execute(query, args).fetchall()
-        records = [
-            SourceRecord(r[0], _untenant(r[1]), r[2], r[3], r[4], r[5]) for r in rows
-        ]
+        records = [SourceRecord(r[0], _untenant(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
         if under is not None:
             prefix = under.rstrip("/") + "/"
             records = [r for r in records if r.file == under or r.file.startswith(prefix)]
@@ -206,11 +233,21 @@ class ChunkDB:
     def find_documents(self, key: str, *, tenant: str | None = None) -> list[str]:
         """Documents matching a doc id, a user-given id (JSONL ``id``), a source or a file path."""
         t = _tenant(tenant)
-        found = {r[0] for r in self._db.execute(
-            "SELECT doc_id FROM documents WHERE tenant = ? AND "
-            "(doc_id = ? OR json_extract(metadata, '$.id') = ?)", (t, key, key))}
-        found |= {r[0] for r in self._db.execute(
-            "SELECT doc_id FROM sources WHERE tenant = ? AND (source = ? OR file = ?)", (t, key, key))}
+        found = {
+            r[0]
+            for r in self._db.execute(
+                "SELECT doc_id FROM documents WHERE tenant = ? AND "
+                "(doc_id = ? OR json_extract(metadata, '$.id') = ?)",
+                (t, key, key),
+            )
+        }
+        found |= {
+            r[0]
+            for r in self._db.execute(
+                "SELECT doc_id FROM sources WHERE tenant = ? AND (source = ? OR file = ?)",
+                (t, key, key),
+            )
+        }
         return sorted(found)
 
     def documents(self) -> Iterator[StoredDocument]:
@@ -221,8 +258,16 @@ class ChunkDB:
             "FROM documents d ORDER BY d.rowid"
         )
         for r in rows:
-            yield StoredDocument(r[0], _untenant(r[1]), r[2], r[3], json.loads(r[4]), r[5], r[6],
-                                 tuple((r[7] or "").split("\n")) if r[7] else ())
+            yield StoredDocument(
+                r[0],
+                _untenant(r[1]),
+                r[2],
+                r[3],
+                json.loads(r[4]),
+                r[5],
+                r[6],
+                tuple((r[7] or "").split("\n")) if r[7] else (),
+            )
 
     def all_chunk_texts(self, *, with_title: bool) -> tuple[list[int], list[str]]:
         """Every chunk's id and searchable text, in id order (for rebuilding BM25)."""
@@ -274,13 +319,27 @@ class ChunkDB:
                     f"{self.path}: vector id {cid} has no chunk row; the index files disagree, rebuild it"
                 )
             provenance = Provenance(
-                source=r[11] or "", sha256=r[8], modified_at=r[12], ingested_at=r[9],
-                tenant=_untenant(r[7]), metadata=json.loads(r[10]),
+                source=r[11] or "",
+                sha256=r[8],
+                modified_at=r[12],
+                ingested_at=r[9],
+                tenant=_untenant(r[7]),
+                metadata=json.loads(r[10]),
             )
-            passages.append(Passage(
-                chunk_id=r[1], doc_id=r[2], text=r[3], score=float(score), rank=rank,
-                source=r[11] or "", start=r[4], end=r[5], title=r[6], provenance=provenance,
-            ))
+            passages.append(
+                Passage(
+                    chunk_id=r[1],
+                    doc_id=r[2],
+                    text=r[3],
+                    score=float(score),
+                    rank=rank,
+                    source=r[11] or "",
+                    start=r[4],
+                    end=r[5],
+                    title=r[6],
+                    provenance=provenance,
+                )
+            )
         return passages
 
     def counts(self) -> dict[str, int]:

@@ -105,7 +105,9 @@ class SentenceTransformerEmbedder:
         cache_dir: Path | None = None,
     ) -> None:
         if backend not in ("torch", "onnx", "onnx-int8"):
-            raise EmbedderError(f"unknown embedder backend {backend!r}; use torch, onnx or onnx-int8")
+            raise EmbedderError(
+                f"unknown embedder backend {backend!r}; use torch, onnx or onnx-int8"
+            )
         self._model_name = model
         self._path = resolve_embedder_path(model)
         self.backend = backend
@@ -131,10 +133,11 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         if self._dimension is None:
             model = self._load()
-            get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-                model, "get_sentence_embedding_dimension"
+            get_dim = (
+                getattr(model, "get_embedding_dimension", None)
+                or model.get_sentence_embedding_dimension
             )
-            dim = get_dim()
+            dim: int | None = get_dim()
             if dim is None:
                 dim = int(model.encode(["x"], convert_to_numpy=True).shape[1])
             self._dimension = int(dim)
@@ -143,7 +146,8 @@ class SentenceTransformerEmbedder:
     @property
     def max_tokens(self) -> int:
         """The longest input the model reads; longer chunks would be cut silently."""
-        return int(self._load().max_seq_length)
+        length = self._load().max_seq_length
+        return int(length) if length is not None else 512
 
     def embed(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray:
         model = self._load()
@@ -229,9 +233,10 @@ class SentenceTransformerEmbedder:
             raise EmbedderError(f"cannot load the ONNX export in {folder}: {exc}") from exc
 
     def _onnx_folder(self) -> Path:
-        root = self._cache_dir or Path(
-            os.environ.get("RAGTUNE_CACHE", Path.home() / ".cache" / "ragtune")
-        ) / "onnx"
+        root = (
+            self._cache_dir
+            or Path(os.environ.get("RAGTUNE_CACHE", Path.home() / ".cache" / "ragtune")) / "onnx"
+        )
         weights = sorted(self._path.glob("*.safetensors")) + sorted(self._path.glob("*.bin"))
         digest = hashlib.sha256()
         for file in weights:
@@ -250,7 +255,10 @@ class SentenceTransformerEmbedder:
             else:
                 shutil.copytree(self._path, staging)
                 model = SentenceTransformer(
-                    str(staging), backend="onnx", device="cpu", local_files_only=True,
+                    str(staging),
+                    backend="onnx",
+                    device="cpu",
+                    local_files_only=True,
                     model_kwargs={"export": True, "provider": "CPUExecutionProvider"},
                 )
                 model.save_pretrained(str(staging))
@@ -258,8 +266,14 @@ class SentenceTransformerEmbedder:
                 from sentence_transformers.backend import export_dynamic_quantized_onnx_model
 
                 fp32 = SentenceTransformer(
-                    str(staging), backend="onnx", device="cpu", local_files_only=True,
-                    model_kwargs={"file_name": "onnx/model.onnx", "provider": "CPUExecutionProvider"},
+                    str(staging),
+                    backend="onnx",
+                    device="cpu",
+                    local_files_only=True,
+                    model_kwargs={
+                        "file_name": "onnx/model.onnx",
+                        "provider": "CPUExecutionProvider",
+                    },
                 )
                 export_dynamic_quantized_onnx_model(
                     fp32, _quantisation_config(), str(staging), file_suffix="qint8"

@@ -64,7 +64,9 @@ class LexicalIndex:
         self._stem = _stemmer(spec)
 
     @classmethod
-    def build(cls, chunk_ids: Sequence[int], texts: Sequence[str], spec: LexicalSpec) -> LexicalIndex:
+    def build(
+        cls, chunk_ids: Sequence[int], texts: Sequence[str], spec: LexicalSpec
+    ) -> LexicalIndex:
         import bm25s
 
         stem = _stemmer(spec)
@@ -110,8 +112,11 @@ class LexicalIndex:
         if len(self._ids) == 0 or k <= 0:
             return empty
         tokens = bm25s.tokenize(
-            [query], stopwords=_stopwords(self.spec), stemmer=self._stem,
-            return_ids=False, show_progress=False,
+            [query],
+            stopwords=_stopwords(self.spec),
+            stemmer=self._stem,
+            return_ids=False,
+            show_progress=False,
         )[0]
         vocab = self._bm25.vocab_dict
         known = [t for t in tokens if t in vocab]

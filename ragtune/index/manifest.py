@@ -90,7 +90,9 @@ class Manifest:
             data["embedder"] = EmbedderInfo(**data["embedder"])
             return cls(**data)
         except (KeyError, TypeError) as exc:
-            raise IndexCorruptError(f"{path} is missing or has unknown fields ({exc}); rebuild the index") from exc
+            raise IndexCorruptError(
+                f"{path} is missing or has unknown fields ({exc}); rebuild the index"
+            ) from exc
 
     def write(self, folder: Path) -> None:
         write_atomic(folder / MANIFEST, json.dumps(self.to_dict(), indent=2) + "\n")

@@ -15,6 +15,7 @@ manifest naming the old, untouched generation; the next writer sweeps the leftov
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -23,7 +24,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from ragtune.errors import (
 )
 from ragtune.index.chunkdb import ChunkDB
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
-from ragtune.index.manifest import MANIFEST, EmbedderInfo, Manifest, fsync_dir
+from ragtune.index.manifest import MANIFEST, Manifest, fsync_dir
 from ragtune.index.vectors import VectorIndex, VectorIndexSpec
 from ragtune.types import Passage
 
@@ -46,6 +47,11 @@ _SQLITE = "chunks.sqlite"
 _BM25 = "bm25"
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
 class IndexStore:
     """A read-only view of one generation of an index.
 
@@ -53,7 +59,12 @@ class IndexStore:
     """
 
     def __init__(
-        self, path: Path, manifest: Manifest, db: ChunkDB, vectors: VectorIndex, lexical: LexicalIndex
+        self,
+        path: Path,
+        manifest: Manifest,
+        db: ChunkDB,
+        vectors: VectorIndex,
+        lexical: LexicalIndex,
     ) -> None:
         self.path = path
         self.manifest = manifest
@@ -77,7 +88,9 @@ class IndexStore:
             raise IndexCorruptError(f"{gen} is missing; the index is damaged, rebuild it")
         for name in (_FAISS, _SQLITE, _BM25):
             if not (gen / name).exists():
-                raise IndexCorruptError(f"{gen / name} is missing; the index is damaged, rebuild it")
+                raise IndexCorruptError(
+                    f"{gen / name} is missing; the index is damaged, rebuild it"
+                )
         db = ChunkDB(gen / _SQLITE)
         vectors = VectorIndex.load(gen / _FAISS, VectorIndexSpec.from_dict(manifest.vectors))
         lexical = LexicalIndex.load(gen / _BM25)
@@ -138,7 +151,9 @@ class IndexStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         return self.lexical.search(query, k, allowed=allowed)
 
-    def passages(self, ids: np.ndarray | list[int], scores: np.ndarray | list[float]) -> list[Passage]:
+    def passages(
+        self, ids: np.ndarray | list[int], scores: np.ndarray | list[float]
+    ) -> list[Passage]:
         return self.db.passages([int(i) for i in ids], [float(s) for s in scores])
 
 
@@ -175,12 +190,6 @@ class IndexUpdate:
             previous = Manifest.read(self.path)
             self.base = previous
         else:
-            if self.path.exists() and not _is_index_or_empty(self.path):
-                raise IndexError_(
-                    f"{self.path} exists and is not a ragtune index; refusing to write into it. "
-                    "Choose an empty or new folder for --out"
-                )
-            self.path.mkdir(parents=True, exist_ok=True)
             if (self.path / MANIFEST).is_file():
                 try:
                     previous = Manifest.read(self.path)
@@ -203,7 +212,9 @@ class IndexUpdate:
         else:
             current = self.path / self.base.generation
             if not (current / _SQLITE).is_file() or not (current / _FAISS).is_file():
-                raise IndexCorruptError(f"{current} is incomplete; the index is damaged, rebuild it")
+                raise IndexCorruptError(
+                    f"{current} is incomplete; the index is damaged, rebuild it"
+                )
             shutil.copy2(current / _SQLITE, self.work / _SQLITE)
             self.db = ChunkDB(self.work / _SQLITE)
             self.vectors = VectorIndex.load(
@@ -216,14 +227,15 @@ class IndexUpdate:
         """The manifest this update started from (or will create)."""
         return self._new or self.base
 
-    def check_embedder(self, info: EmbedderInfo) -> None:
-        """Refuse to mix vectors of two embedders in one index."""
+    def check_embedder(self, embedder: _Named) -> None:
+        """Refuse to mix vectors of two embedders in one index (by name; the dimension is
+        checked when vectors are added, so a no-op update never loads the model)."""
         have = self.manifest.embedder
-        if info.name.lower() != have.name.lower() or info.dimension != have.dimension:
+        if embedder.name.lower() != have.name.lower():
             raise EmbedderMismatchError(
                 f"{self.path} was built with {have.name!r} ({have.dimension} dimensions); the "
-                f"configured embedder is {info.name!r} ({info.dimension}). Use the index's "
-                "embedder, or rebuild the index with `ragtune index build`"
+                f"configured embedder is {embedder.name!r}. Use the index's embedder, or rebuild "
+                "the index with `ragtune index build`"
             )
 
     def commit(self) -> Manifest:
@@ -270,10 +282,8 @@ class IndexUpdate:
     ) -> None:
         try:
             if not self.committed:
-                try:
+                with contextlib.suppress(Exception):
                     self.db.close()
-                except Exception:
-                    pass
                 shutil.rmtree(self.work, ignore_errors=True)
         finally:
             self._unlock()
@@ -290,6 +300,11 @@ class IndexUpdate:
 
     def _lock(self) -> None:
         if self._new is not None:
+            if self.path.exists() and not _is_index_or_empty(self.path):
+                raise IndexError_(
+                    f"{self.path} exists and is not a ragtune index; refusing to write into it. "
+                    "Choose an empty or new folder for --out"
+                )
             self.path.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_dir():
             Manifest.read(self.path)  # raises the right "no index" error
@@ -319,8 +334,11 @@ def _is_index_or_empty(path: Path) -> bool:
     if not path.is_dir():
         return False
     names = {p.name for p in path.iterdir()}
-    return not names or MANIFEST in names or names <= {".lock"} or all(
-        _GEN.match(n) or n.startswith(".") for n in names
+    return (
+        not names
+        or MANIFEST in names
+        or names <= {".lock"}
+        or all(_GEN.match(n) or n.startswith(".") for n in names)
     )
 
 

@@ -52,7 +52,7 @@ class VectorIndex:
     """A FAISS index keyed by int64 chunk ids."""
 
     def __init__(self, index: faiss.Index, spec: VectorIndexSpec) -> None:
-        self._index = index
+        self._index: Any = index  # an IndexIDMap2; faiss' stubs do not know its members
         self.spec = spec
         self._apply_search_params()
 
@@ -138,7 +138,9 @@ class VectorIndex:
         if self.spec.kind == "hnsw":
             # HNSW graphs cannot drop nodes: rebuild from the kept vectors (exact copies).
             keep = np.setdiff1d(self.ids(), id_array)
-            vectors = np.vstack([self._index.reconstruct(int(i)) for i in keep]) if len(keep) else None
+            vectors = (
+                np.vstack([self._index.reconstruct(int(i)) for i in keep]) if len(keep) else None
+            )
             rebuilt = VectorIndex.empty(self.dimension, self.spec)
             if vectors is not None:
                 rebuilt.add(keep, vectors)

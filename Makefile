@@ -1,0 +1,52 @@
+# The README's commands. Each target creates .venv and installs what it needs on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU torch by default; `make GPU=1 ...` keeps the torch already in the venv (install CUDA torch first).
+CONSTRAINTS := $(if $(GPU),,-c constraints/cpu.txt)
+DATA ?= ../shared/data/squad-dev
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test lint typecheck unit integration bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(CONSTRAINTS) -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ragtune config validate configs/default.yaml
+	$(BIN)/ragtune index build examples/acme --out indexes/demo --config configs/default.yaml
+	$(BIN)/ragtune index info indexes/demo
+	$(BIN)/ragtune index search indexes/demo "How long do I have to send back an opened blender?" -k 2
+	$(BIN)/ragtune index search indexes/demo "Is the motor of the C700 covered?" -k 2 --mode dense
+	$(BIN)/ragtune index search indexes/demo "showroom opening hours" -k 1 --mode lexical --json
+	$(BIN)/ragtune index sync examples/acme indexes/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check ragtune tests benchmarks
+	$(BIN)/ruff format --check ragtune tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not integration"
+
+integration: $(STAMP)
+	$(BIN)/pytest -q -m integration
+
+test: lint typecheck $(STAMP)
+	$(BIN)/pytest -q --durations=15
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/retrieval.py --data $(DATA)
+	$(BIN)/python benchmarks/build_throughput.py --data $(DATA)
+	$(BIN)/python benchmarks/query_latency.py --data $(DATA)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
