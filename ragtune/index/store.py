@@ -180,6 +180,7 @@ class IndexUpdate:
         try:
             self._begin()
         except BaseException:
+            self._discard()
             self._unlock()
             raise
         return self
@@ -282,11 +283,19 @@ class IndexUpdate:
     ) -> None:
         try:
             if not self.committed:
-                with contextlib.suppress(Exception):
-                    self.db.close()
-                shutil.rmtree(self.work, ignore_errors=True)
+                self._discard()
         finally:
             self._unlock()
+
+    def _discard(self) -> None:
+        """Drop the unfinished generation; the current one was never touched."""
+        db = getattr(self, "db", None)
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.close()
+        work = getattr(self, "work", None)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
     def _sweep(self, keep: set[str]) -> None:
         """Remove leftovers of killed writers and generations older than the previous one."""
