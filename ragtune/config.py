@@ -169,7 +169,7 @@ VectorIndexConfig = Annotated[
 class LexicalConfig(_Strict):
     """The BM25 index built next to the vectors."""
 
-    k1: float = Field(1.2, gt=0)
+    k1: float = Field(1.5, gt=0)
     b: float = Field(0.75, ge=0, le=1)
     method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
     stopwords: Literal["english", "none"] = "english"
@@ -241,7 +241,7 @@ class HybridRetrieverConfig(_RetrieverBase):
     type: Literal["hybrid"] = "hybrid"
     fusion: Literal["rrf", "score"] = Field(
         "score",
-        description="score: weighted sum of normalised scores; rrf: weighted reciprocal-rank fusion.",
+        description="score: weighted sum of scores over each one's best; rrf: reciprocal-rank fusion.",
     )
     dense_weight: float = Field(0.5, ge=0)
     lexical_weight: float = Field(0.5, ge=0)

@@ -27,7 +27,7 @@ _SPEC_FILE = "spec.json"
 class LexicalSpec:
     """BM25 variant and text processing."""
 
-    k1: float = 1.2
+    k1: float = 1.5
     b: float = 0.75
     method: str = "lucene"
     stopwords: str = "english"
@@ -106,11 +106,41 @@ class LexicalIndex:
         self, query: str, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` chunk ids and BM25 scores; chunks with score 0 (no shared term) are left out."""
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        scores = self._all_scores(query)
+        if scores is None or k <= 0:
+            return empty
+        if allowed is not None:
+            mask = np.zeros(len(self._ids), dtype=bool)
+            mask[self._positions(allowed)] = True
+            scores = np.where(mask, scores, 0.0)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return self._ids[top], scores[top].astype(np.float32)
+
+    def scores(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """BM25 scores of the query for the given chunk ids (0 for unknown ids)."""
+        scores = self._all_scores(query)
+        out = np.zeros(len(ids), dtype=np.float32)
+        if scores is None:
+            return out
+        for i, cid in enumerate(ids.tolist()):
+            position = self._position.get(int(cid))
+            if position is not None:
+                out[i] = scores[position]
+        return out
+
+    def _positions(self, ids: np.ndarray) -> list[int]:
+        return [self._position[int(c)] for c in ids if int(c) in self._position]
+
+    def _all_scores(self, query: str) -> np.ndarray | None:
+        """BM25 score of every chunk, or None when no query term is in the vocabulary."""
         import bm25s
 
-        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-        if len(self._ids) == 0 or k <= 0:
-            return empty
+        if len(self._ids) == 0:
+            return None
         tokens = bm25s.tokenize(
             [query],
             stopwords=_stopwords(self.spec),
@@ -121,18 +151,8 @@ class LexicalIndex:
         vocab = self._bm25.vocab_dict
         known = [t for t in tokens if t in vocab]
         if not known:
-            return empty
-        scores = self._bm25.get_scores(known)
-        if allowed is not None:
-            mask = np.zeros(len(self._ids), dtype=bool)
-            positions = [self._position[int(c)] for c in allowed if int(c) in self._position]
-            mask[positions] = True
-            scores = np.where(mask, scores, 0.0)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[scores[top] > 0]
-        return self._ids[top], scores[top].astype(np.float32)
+            return None
+        return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
 
 
 def _stopwords(spec: LexicalSpec) -> str | list[str]:

@@ -151,6 +151,12 @@ class IndexStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         return self.lexical.search(query, k, allowed=allowed)
 
+    def dense_scores(self, query_vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return self.vectors.scores(query_vector, ids)
+
+    def lexical_scores(self, query: str, ids: np.ndarray) -> np.ndarray:
+        return self.lexical.scores(query, ids)
+
     def passages(
         self, ids: np.ndarray | list[int], scores: np.ndarray | list[float]
     ) -> list[Passage]:

@@ -147,7 +147,12 @@ class VectorIndex:
             self._index = rebuilt._index
             self._apply_search_params()
             return
+        inner = faiss.downcast_index(self._index.index)
+        if self.spec.kind == "ivf-pq":
+            inner.set_direct_map_type(faiss.DirectMap.NoMap)  # FAISS removes only without it
         self._index.remove_ids(faiss.IDSelectorBatch(id_array))
+        if self.spec.kind == "ivf-pq":
+            inner.set_direct_map_type(faiss.DirectMap.Hashtable)
 
     def ids(self) -> np.ndarray:
         """Every id in the index."""
@@ -171,6 +176,13 @@ class VectorIndex:
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
+    def scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Exact cosine between the query and the stored vectors of ``ids``."""
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.float32)
+        stored = np.vstack([self._index.reconstruct(int(i)) for i in ids])
+        return (stored @ query.astype(np.float32)).astype(np.float32)
+
     def _search_params(self, selector: Any) -> Any:
         faiss = _faiss()
         if self.spec.kind == "hnsw":
@@ -186,3 +198,5 @@ class VectorIndex:
             inner.hnsw.efSearch = self.spec.ef_search
         elif self.spec.kind == "ivf-pq":
             inner.nprobe = self.spec.nprobe
+            # A hash-table direct map lets scores() reconstruct vectors and still allows removal.
+            inner.set_direct_map_type(faiss.DirectMap.Hashtable)

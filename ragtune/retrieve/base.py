@@ -53,6 +53,14 @@ class SearchIndex(Protocol):
         self, query: str, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def dense_scores(self, query_vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Cosine of the query with each of these chunks."""
+        ...
+
+    def lexical_scores(self, query: str, ids: np.ndarray) -> np.ndarray:
+        """BM25 score of the query for each of these chunks."""
+        ...
+
     def passages(self, ids: np.ndarray, scores: np.ndarray) -> list[Passage]: ...
 
 

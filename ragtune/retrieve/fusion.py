@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Ranking", "reciprocal_rank_fusion", "score_fusion"]
+__all__ = ["Ranking", "convex_fusion", "reciprocal_rank_fusion"]
 
 Ranking = tuple[np.ndarray, np.ndarray]
 """Chunk ids and their scores, best first."""
@@ -33,33 +33,33 @@ def reciprocal_rank_fusion(
     return _sorted(fused)
 
 
-def score_fusion(rankings: Sequence[Ranking], weights: Sequence[float]) -> Ranking:
-    """Weighted sum of scores scaled to [0, 1] per retriever (min-max over its candidates).
+def convex_fusion(
+    ids: np.ndarray, dense: np.ndarray, lexical: np.ndarray, weights: Sequence[float]
+) -> Ranking:
+    """Weighted sum of each retriever's score divided by its best score among the candidates.
 
-    A document missing from one list gets 0 from it. Unlike RRF this keeps how far ahead the
-    leader is, which matters when one retriever is sure and the other is not.
+    ``dense`` and ``lexical`` hold both scores for every candidate in ``ids`` (the caller fills
+    in the score a retriever gives a candidate the other one found), so no candidate is
+    penalised for being missing from one list. Dividing by the maximum, unlike min-max scaling,
+    keeps a weak lexical match weak when the best one is weak too.
 
-    >>> ids, s = score_fusion([(np.array([1, 2]), np.array([.9, .5])),
-    ...                        (np.array([2, 1]), np.array([8., 7.]))], [1, 1])
-    >>> ids.tolist()
-    [1, 2]
+    >>> ids, s = convex_fusion(np.array([7, 8]), np.array([.8, .4]), np.array([1., 4.]), [.5, .5])
+    >>> ids.tolist(), s.round(3).tolist()
+    ([8, 7], [0.75, 0.625])
     """
-    fused: dict[int, float] = {}
-    for (ids, scores), weight in zip(rankings, weights, strict=True):
-        if len(ids) == 0 or weight == 0:
-            continue
-        scaled = _min_max(scores)
-        for cid, value in zip(ids.tolist(), scaled.tolist(), strict=True):
-            fused[cid] = fused.get(cid, 0.0) + weight * value
-    return _sorted(fused)
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    w_dense, w_lexical = weights
+    fused = w_dense * _by_max(dense) + w_lexical * _by_max(lexical)
+    # Stable order: fused score, then id, so equal scores rank the same way every time.
+    order = np.lexsort((ids, -fused))
+    return ids[order].astype(np.int64), fused[order].astype(np.float32)
 
 
-def _min_max(scores: np.ndarray) -> np.ndarray:
+def _by_max(scores: np.ndarray) -> np.ndarray:
     scores = scores.astype(np.float64)
-    low, high = float(scores.min()), float(scores.max())
-    if high - low < 1e-12:
-        return np.ones_like(scores)
-    return (scores - low) / (high - low)
+    top = float(scores.max()) if len(scores) else 0.0
+    return scores / top if top > 0 else np.zeros_like(scores)
 
 
 def _sorted(fused: dict[int, float]) -> Ranking:
