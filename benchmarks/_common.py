@@ -287,44 +287,44 @@ def passage_id(passage: Any) -> str:
     return str(metadata.get("id", ""))
 
 
-def index_matches(index: Path, settings: Any, embedder: Any, sources: Sequence[Path]) -> bool:
-    """Whether ``index`` was built from these sources with these settings (so it can be reused)."""
-    from ragtune.errors import RagtuneError
-    from ragtune.index import Manifest
+def _build_stamp(sources: Sequence[Path], settings: Any, embedder: Any) -> dict[str, Any]:
+    """What an index was built from: reused only when all of it is the same."""
+    from dataclasses import asdict
 
-    stamp = index.with_name(index.name + ".sources.json")
-    try:
-        manifest = Manifest.read(index)
-    except RagtuneError:
-        return False
-    return (
-        stamp.is_file()
-        and json.loads(stamp.read_text()) == [str(s) for s in sources]
-        and manifest.embedder.name == embedder.name
-        and manifest.embedder.backend == embedder.backend
-        and manifest.chunking.get("chunk_tokens") == settings.chunk_tokens
-        and manifest.chunking.get("overlap_tokens") == settings.overlap_tokens
-        and manifest.chunking.get("title_in_text") == settings.title_in_text
-        and manifest.ingest.get("scrub_pii") == settings.scrub_pii
-        and manifest.vectors == settings.vectors.to_dict()
-        and manifest.lexical == settings.lexical.to_dict()
+    return json.loads(
+        json.dumps(
+            {
+                "sources": [str(s) for s in sources],
+                "settings": asdict(settings),
+                "embedder": [embedder.name, embedder.backend, getattr(embedder, "model", "")],
+            },
+            default=str,
+        )
     )
 
 
 def ensure_index(
     sources: Sequence[Path], index: Path, *, embedder: Any, settings: Any, rebuild: bool
 ) -> tuple[Any, bool]:
-    """Build ``index`` from ``sources`` unless an identical build is already there.
+    """Build ``index`` from ``sources`` unless the same build is already there.
 
-    Returns ``(UpdateReport or None, built)``.
+    Returns ``(UpdateReport or None, built)``. A ``<index>.sources.json`` file next to the
+    index records the sources, build settings and embedder it was built with.
     """
     from ragtune.indexing import build_index
 
-    if not rebuild and index_matches(index, settings, embedder, sources):
+    stamp_file = index.with_name(index.name + ".sources.json")
+    stamp = _build_stamp(sources, settings, embedder)
+    if (
+        not rebuild
+        and (index / "manifest.json").is_file()
+        and stamp_file.is_file()
+        and json.loads(stamp_file.read_text()) == stamp
+    ):
         return None, False
+    stamp_file.unlink(missing_ok=True)
     report = build_index(list(sources), index, embedder=embedder, settings=settings)
-    stamp = index.with_name(index.name + ".sources.json")
-    stamp.write_text(json.dumps([str(s) for s in sources]))
+    stamp_file.write_text(json.dumps(stamp))
     return report, True
 
 

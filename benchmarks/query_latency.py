@@ -24,6 +24,7 @@ Indexes go to ``benchmarks/out/indexes/`` and are reused while their settings ar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_large:
         for kind in [v.strip() for v in args.vectors.split(",") if v.strip()]:
             folder = root / f"squad-x{args.copies}-{kind}"
-            _ensure_scaled(data, folder, embedder, settings, kind, args)
+            _ensure_scaled(data, folder, embedder, settings, config.index.vectors, kind, args)
             indexes[f"{_chunks_label(folder)}/{kind}"] = folder
 
     results: dict[str, Any] = {
@@ -129,12 +130,19 @@ def _hybrid_config(config: Any) -> Any:
 
 
 def _ensure_scaled(
-    data: Path, folder: Path, embedder: Any, settings: Any, kind: str, args: Any
+    data: Path,
+    folder: Path,
+    embedder: Any,
+    settings: Any,
+    configured: Any,
+    kind: str,
+    args: Any,
 ) -> None:
+    """Build the scaled index unless one with the same settings is there; the vector index
+    takes the config's parameters when the config names this type, else that type's defaults."""
     from ragtune.config import FlatIndexConfig, HNSWIndexConfig, IVFPQIndexConfig
 
     spec_config = {"flat": FlatIndexConfig, "hnsw": HNSWIndexConfig, "ivf-pq": IVFPQIndexConfig}
-    configured = _vectors_config(args.config)
     spec = (
         configured.spec()
         if configured is not None and configured.type == kind
@@ -146,9 +154,8 @@ def _ensure_scaled(
         "copies": args.copies,
         "noise": args.noise,
         "embedder": [embedder.name, embedder.backend],
-        "title_in_text": settings.title_in_text,
         "vectors": spec.to_dict(),
-        "lexical": settings.lexical.to_dict(),
+        "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=str)),
     }
     stamp_file = folder.with_name(folder.name + ".sources.json")
     if (
@@ -163,12 +170,6 @@ def _ensure_scaled(
     _build_scaled(source, folder, embedder, settings, spec, args.copies, args.noise)
     stamp_file.write_text(json.dumps(stamp))
     print(f"built {folder} in {time.perf_counter() - started:.0f}s", flush=True)
-
-
-def _vectors_config(path: Path) -> Any:
-    from ragtune import load_config
-
-    return load_config(path).index.vectors
 
 
 _BASE_VECTORS: dict[str, Any] = {}

@@ -89,6 +89,11 @@ class ChunkingConfig(_Strict):
         True,
         description="Prefix each chunk's document title to the text that is embedded and indexed.",
     )
+    sentence_vectors: bool = Field(
+        True,
+        description="Embed each sentence and score a chunk by its best one (more recall, about "
+        "5x the vectors); false embeds each chunk whole.",
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingConfig:
@@ -298,6 +303,7 @@ class RagtuneConfig(_Strict):
             chunk_tokens=self.chunking.chunk_tokens,
             overlap_tokens=self.chunking.overlap_tokens,
             title_in_text=self.chunking.title_in_text,
+            sentence_vectors=self.chunking.sentence_vectors,
             scrub_pii=self.ingest.scrub_pii,
             vectors=self.index.vectors.spec(),
             lexical=self.index.lexical.spec(),

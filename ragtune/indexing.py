@@ -23,11 +23,12 @@ from typing import Protocol
 import numpy as np
 
 from ragtune.errors import EmptySourceError, IndexError_, IngestError
-from ragtune.index.chunkdb import SourceRecord, searchable_text
+from ragtune.index.chunkdb import SourceRecord
 from ragtune.index.embedders import Embedder
 from ragtune.index.lexical import LexicalSpec
 from ragtune.index.manifest import EmbedderInfo, Manifest
 from ragtune.index.store import IndexUpdate, fault_point
+from ragtune.index.units import dense_units, vector_ids
 from ragtune.index.vectors import VectorIndexSpec
 from ragtune.ingest import Chunker, discover, load, token_counter_for
 from ragtune.types import Chunk, Document, SkippedSource
@@ -71,6 +72,7 @@ class BuildSettings:
     chunk_tokens: int = 220
     overlap_tokens: int = 32
     title_in_text: bool = True
+    sentence_vectors: bool = True
     scrub_pii: bool = True
     vectors: VectorIndexSpec = field(default_factory=VectorIndexSpec)
     lexical: LexicalSpec = field(default_factory=LexicalSpec)
@@ -159,6 +161,7 @@ def build_index(
             "chunk_tokens": settings.chunk_tokens,
             "overlap_tokens": settings.overlap_tokens,
             "title_in_text": settings.title_in_text,
+            "dense_units": "sentence" if settings.sentence_vectors else "chunk",
             "splitter": "langchain RecursiveCharacterTextSplitter",
         },
         ingest={"scrub_pii": settings.scrub_pii},
@@ -280,10 +283,10 @@ def remove_from_index(
                 f"nothing in {index}{where} matches {', '.join(map(repr, missing))}; "
                 "nothing was removed. See `ragtune index info` for what is there"
             )
-        removed_ids: list[int] = []
+        removed_ids: list[tuple[int, int]] = []
         for doc_id in sorted(doc_ids):
             removed_ids += update.db.delete_document(doc_id)
-        update.vectors.remove(removed_ids)
+        update.vectors.remove(_vector_ids_of(removed_ids))
         run.removed, run.chunks_removed = len(doc_ids), len(removed_ids)
         return run.report(index, update.commit())
 
@@ -323,6 +326,7 @@ def _ingest_files(
     )
     scrub = bool(settings.ingest.get("scrub_pii", True))
     with_title = bool(settings.chunking.get("title_in_text", False))
+    sentences = settings.chunking.get("dense_units", "chunk") == "sentence"
 
     pending: dict[str, _Pending] = {}
     links: list[SourceRecord] = []
@@ -358,8 +362,12 @@ def _ingest_files(
         ]
         progress.advance(1)
 
-    chunks = [c for p in pending.values() for c in p.chunks]
-    texts = [searchable_text(c.title, c.text, with_title=with_title) for c in chunks]
+    units = {
+        c.chunk_id: dense_units(c.title, c.text, sentences=sentences, with_title=with_title)
+        for p in pending.values()
+        for c in p.chunks
+    }
+    texts = [text for unit_texts in units.values() for text in unit_texts]
     progress.phase("embedding", len(texts))
     started = time.perf_counter()
     vectors = embedder.embed(texts, progress=progress.advance) if texts else np.zeros((0, 1))
@@ -368,7 +376,9 @@ def _ingest_files(
 
     now = time.time()
     all_ids: list[int] = []
+    all_counts: list[int] = []
     for item in pending.values():
+        counts = [len(units[c.chunk_id]) for c in item.chunks]
         ids = update.db.add_document(
             doc_id=item.doc_id,
             tenant=tenant,
@@ -378,21 +388,31 @@ def _ingest_files(
             ingested_at=now,
             pii=item.pii,
             chunks=item.chunks,
+            n_vectors=counts,
         )
         all_ids += ids
+        all_counts += counts
         for kind, n in item.pii.items():
             run.pii[kind] = run.pii.get(kind, 0) + n
     if all_ids:
-        update.vectors.add(np.asarray(all_ids, dtype=np.int64), vectors)
+        update.vectors.add(vector_ids(np.asarray(all_ids), np.asarray(all_counts)), vectors)
     for record in links:
         update.db.link_source(record)
     update.db.unlink_sources(stale)
     n_removed, removed_ids = update.db.delete_orphans()
-    update.vectors.remove(removed_ids)
+    update.vectors.remove(_vector_ids_of(removed_ids))
     run.added += len(pending)
     run.chunks_added += len(all_ids)
     run.chunks_removed += len(removed_ids)
     run.removed += n_removed
+
+
+def _vector_ids_of(chunks: Sequence[tuple[int, int]]) -> list[int]:
+    """FAISS ids of deleted chunks given as (row id, number of vectors)."""
+    if not chunks:
+        return []
+    rows, counts = zip(*chunks, strict=True)
+    return [int(i) for i in vector_ids(np.asarray(rows), np.asarray(counts))]
 
 
 def _finish(update: IndexUpdate, run: _Run, *, strict: bool, require_documents: bool) -> None:

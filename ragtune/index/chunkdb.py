@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     start     INTEGER NOT NULL,
     end       INTEGER NOT NULL,
     title     TEXT NOT NULL DEFAULT '',
-    text      TEXT NOT NULL
+    text      TEXT NOT NULL,
+    n_vectors INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_tenant ON chunks(tenant);
@@ -139,8 +140,12 @@ class ChunkDB:
         ingested_at: float,
         pii: Mapping[str, int],
         chunks: Sequence[Chunk],
+        n_vectors: Sequence[int] | None = None,
     ) -> list[int]:
-        """Insert a document and its chunks; returns the chunks' new row ids (FAISS ids)."""
+        """Insert a document and its chunks; returns the chunks' new row ids.
+
+        ``n_vectors`` says how many vectors (sentences) each chunk has in FAISS (default 1).
+        """
         self._db.execute(
             "INSERT INTO documents (doc_id, tenant, sha256, title, metadata, ingested_at, pii) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -155,10 +160,11 @@ class ChunkDB:
             ),
         )
         ids = []
-        for chunk in chunks:
+        counts = n_vectors if n_vectors is not None else [1] * len(chunks)
+        for chunk, count in zip(chunks, counts, strict=True):
             cursor = self._db.execute(
-                "INSERT INTO chunks (chunk_id, doc_id, tenant, ordinal, start, end, title, text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (chunk_id, doc_id, tenant, ordinal, start, end, title, text, "
+                "n_vectors) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     chunk.chunk_id,
                     doc_id,
@@ -168,6 +174,7 @@ class ChunkDB:
                     chunk.end,
                     chunk.title,
                     chunk.text,
+                    int(count),
                 ),
             )
             ids.append(int(cursor.lastrowid or 0))
@@ -194,8 +201,8 @@ class ChunkDB:
             [(source, _tenant(tenant)) for source, tenant in sources],
         )
 
-    def delete_orphans(self) -> tuple[int, list[int]]:
-        """Delete documents no source holds any more: (documents removed, their chunk ids)."""
+    def delete_orphans(self) -> tuple[int, list[tuple[int, int]]]:
+        """Delete documents no source holds any more: (documents removed, their chunks)."""
         orphans = [
             r[0]
             for r in self._db.execute(
@@ -203,13 +210,19 @@ class ChunkDB:
                 "(SELECT 1 FROM sources s WHERE s.doc_id = d.doc_id)"
             )
         ]
-        ids: list[int] = []
+        chunks: list[tuple[int, int]] = []
         for doc_id in orphans:
-            ids += self.delete_document(doc_id)
-        return len(orphans), ids
+            chunks += self.delete_document(doc_id)
+        return len(orphans), chunks
 
-    def delete_document(self, doc_id: str) -> list[int]:
-        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+    def delete_document(self, doc_id: str) -> list[tuple[int, int]]:
+        """Delete a document; returns its chunks as (row id, number of vectors)."""
+        ids = [
+            (int(r[0]), int(r[1]))
+            for r in self._db.execute(
+                "SELECT id, n_vectors FROM chunks WHERE doc_id = ?", (doc_id,)
+            )
+        ]
         self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self._db.execute("DELETE FROM sources WHERE doc_id = ?", (doc_id,))
         self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
@@ -276,6 +289,12 @@ class ChunkDB:
             ids.append(int(rid))
             texts.append(searchable_text(title, text, with_title=with_title))
         return ids, texts
+
+    def vector_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every chunk row id (ascending) and its number of vectors."""
+        rows = self._db.execute("SELECT id, n_vectors FROM chunks ORDER BY id").fetchall()
+        data = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+        return data[:, 0].copy(), data[:, 1].copy()
 
     def chunk_ids(
         self, *, tenant: str | None = None, metadata: Mapping[str, Any] | None = None

@@ -36,6 +36,7 @@ from ragtune.errors import (
 from ragtune.index.chunkdb import ChunkDB
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
 from ragtune.index.manifest import MANIFEST, Manifest, fsync_dir
+from ragtune.index.units import chunk_rows, vector_ids
 from ragtune.index.vectors import VectorIndex, VectorIndexSpec
 from ragtune.types import Passage
 
@@ -72,6 +73,10 @@ class IndexStore:
         self.vectors = vectors
         self.lexical = lexical
         self._allowed_cache: dict[tuple[Any, ...], np.ndarray] = {}
+        # Chunk rows (ascending) and how many vectors each has, to map filters and scores
+        # between chunks and their sentence vectors.
+        self._rows, self._counts = db.vector_counts()
+        self._expanded: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def open(cls, path: str | Path, *, embedder: str | None = None) -> IndexStore:
@@ -99,16 +104,17 @@ class IndexStore:
         return store
 
     def _check_consistent(self) -> None:
-        n_rows = self.db.counts()["chunks"]
+        n_rows = len(self._rows)
+        n_vectors = int(self._counts.sum())
         if self.vectors.dimension != self.manifest.embedder.dimension:
             raise IndexCorruptError(
                 f"{self.path}: index.faiss has dimension {self.vectors.dimension} but the manifest's "
                 f"embedder has {self.manifest.embedder.dimension}; rebuild the index"
             )
-        if len(self.vectors) != n_rows or len(self.lexical) != n_rows:
+        if len(self.vectors) != n_vectors or len(self.lexical) != n_rows:
             raise IndexCorruptError(
-                f"{self.path}: {len(self.vectors)} vectors, {len(self.lexical)} BM25 entries and "
-                f"{n_rows} chunk rows disagree; rebuild the index"
+                f"{self.path}: {len(self.vectors)} vectors (expected {n_vectors}), "
+                f"{len(self.lexical)} BM25 entries and {n_rows} chunk rows disagree; rebuild the index"
             )
 
     def close(self) -> None:
@@ -144,7 +150,17 @@ class IndexStore:
     def search_dense(
         self, query_vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.vectors.search(query_vector, k, allowed=allowed)
+        """Top ``k`` chunks by their best vector (max-sim over a chunk's sentences)."""
+        allowed_vectors = self._vectors_of_allowed(allowed)
+        depth = k * 4 + 16
+        while True:
+            ids, scores = self.vectors.search(query_vector, depth, allowed=allowed_vectors)
+            rows = chunk_rows(ids)
+            _, first = np.unique(rows, return_index=True)
+            keep = np.sort(first)  # hits are best first, so a chunk's first hit is its best
+            if len(keep) >= k or len(ids) < depth:
+                return rows[keep][:k], scores[keep][:k]
+            depth *= 4
 
     def search_lexical(
         self, query: str, k: int, *, allowed: np.ndarray | None = None
@@ -152,7 +168,30 @@ class IndexStore:
         return self.lexical.search(query, k, allowed=allowed)
 
     def dense_scores(self, query_vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return self.vectors.scores(query_vector, ids)
+        """Each chunk's best cosine with the query over its vectors."""
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.float32)
+        counts = self._counts_of(ids)
+        scores = self.vectors.scores(query_vector, vector_ids(ids, counts))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return np.maximum.reduceat(scores, starts).astype(np.float32)
+
+    def _counts_of(self, rows: np.ndarray) -> np.ndarray:
+        positions = np.searchsorted(self._rows, rows)
+        positions = np.clip(positions, 0, max(len(self._rows) - 1, 0))
+        if len(self._rows) == 0 or not np.array_equal(self._rows[positions], rows):
+            raise IndexCorruptError(f"{self.path}: a chunk id has no row; rebuild the index")
+        return self._counts[positions]
+
+    def _vectors_of_allowed(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """Vector ids of the allowed chunks; the last expansion is kept (filters repeat)."""
+        if allowed is None:
+            return None
+        if self._expanded is not None and self._expanded[0] is allowed:
+            return self._expanded[1]
+        expanded = vector_ids(allowed, self._counts_of(allowed)) if len(allowed) else allowed
+        self._expanded = (allowed, expanded)
+        return expanded
 
     def lexical_scores(self, query: str, ids: np.ndarray) -> np.ndarray:
         return self.lexical.scores(query, ids)
@@ -255,11 +294,13 @@ class IndexUpdate:
         lexical.save(self.work / _BM25)
         self.vectors.save(self.work / _FAISS)
         counts = self.db.counts()
-        if len(self.vectors) != counts["chunks"]:
+        expected = int(self.db.vector_counts()[1].sum())
+        if len(self.vectors) != expected:
             raise IndexCorruptError(
-                f"internal error: {len(self.vectors)} vectors for {counts['chunks']} chunks; "
+                f"internal error: {len(self.vectors)} vectors where the chunks have {expected}; "
                 "nothing was changed"
             )
+        counts["vectors"] = expected
         now = time.time()
         manifest = self.manifest.evolve(
             generation=self.generation,

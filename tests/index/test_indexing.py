@@ -38,7 +38,12 @@ def test_build_then_search_finds_each_document(corpus, tmp_path, tiny_embedder, 
     assert report.documents_added == 4
     assert report.manifest is not None and report.manifest.counts["documents"] == 4
     with IndexStore.open(out) as store:
-        assert len(store.vectors) == len(store.lexical) == store.manifest.counts["chunks"]
+        assert len(store.lexical) == store.manifest.counts["chunks"]
+        assert (
+            len(store.vectors)
+            == store.manifest.counts["vectors"]
+            >= store.manifest.counts["chunks"]
+        )
         for text in ("return any item within 30 days", "seven years order records"):
             ids, _ = store.search_lexical(text, 1)
             passage = store.passages(ids, [1.0])[0]
@@ -164,7 +169,12 @@ def test_remove_by_path_doc_id_and_user_id(corpus, tmp_path, tiny_embedder, smal
     remove_from_index([warranty.doc_id], out)
     assert _titles(out) == {"Returns", "Privacy"}
     with IndexStore.open(out) as store:
-        assert len(store.vectors) == len(store.lexical) == store.manifest.counts["chunks"]
+        assert len(store.lexical) == store.manifest.counts["chunks"]
+        assert (
+            len(store.vectors)
+            == store.manifest.counts["vectors"]
+            >= store.manifest.counts["chunks"]
+        )
 
 
 def test_remove_of_an_unknown_key_changes_nothing(corpus, tmp_path, tiny_embedder, small_settings):
@@ -272,7 +282,7 @@ def test_approximate_vector_indexes_add_and_remove(kind, tmp_path, tiny_embedder
     remove_from_index([str(folder / "d007.txt")], out)
     with IndexStore.open(out) as store:
         assert len(store.vectors) == 119
-        query = tiny_embedder.embed_query("Document number 42 talks about topic t42.")
+        query = tiny_embedder.embed_query("d042: Document number 42 talks about topic t42.")
         ids, _ = store.search_dense(query, 5)
         hit = store.passages(ids[:1], [1.0])[0]
         assert "t42" in hit.text or kind == "ivf-pq"  # PQ is lossy; HNSW must find the exact copy
@@ -304,3 +314,33 @@ def test_filtered_dense_search_is_exact(corpus, tmp_path, tiny_embedder, small_s
             p.provenance and p.provenance.tenant == "a"
             for p in store.passages(ids, np.ones(len(ids)))
         )
+
+
+def test_sentence_vectors_score_a_chunk_by_its_best_sentence(tmp_path, tiny_embedder):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    needle = "The lighthouse keeper feeds the seven cats at dawn."
+    filler = " ".join(f"Filler sentence number {i} says nothing at all." for i in range(8))
+    (folder / "long.txt").write_text(f"{filler} {needle} {filler}")
+    (folder / "other.txt").write_text("Completely different words about tax law and forms.")
+    out = tmp_path / "idx"
+    for sentences in (True, False):
+        build_index(
+            [folder],
+            out,
+            embedder=tiny_embedder,
+            settings=BuildSettings(chunk_tokens=200, overlap_tokens=0, sentence_vectors=sentences),
+        )
+        with IndexStore.open(out) as store:
+            assert store.manifest.chunking["dense_units"] == ("sentence" if sentences else "chunk")
+            expected = 18 if sentences else 2
+            assert store.manifest.counts["vectors"] == expected
+            query = tiny_embedder.embed_query(needle)
+            ids, scores = store.search_dense(query, 2)
+            exact = store.dense_scores(query, ids)
+            assert np.allclose(scores, exact, atol=1e-5)  # search and rescoring agree
+            if sentences:  # the needle's own sentence vector is an exact match
+                assert scores[0] == pytest.approx(1.0, abs=1e-5)
+            remove_from_index([str(folder / "long.txt")], out)
+        with IndexStore.open(out) as store:
+            assert len(store.vectors) == 1
