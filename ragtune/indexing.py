@@ -201,12 +201,7 @@ def add_to_index(
         update.check_embedder(embedder)
         _ingest_files(update, discovery.files, embedder, tenant, run, progress or NullProgress())
         _finish(update, run, strict=strict, require_documents=False)
-        return run.report(
-            index,
-            update.commit()
-            if run.added or run.removed or run.duplicates or run.unchanged
-            else None,
-        )
+        return run.report(index, update.commit())
 
 
 def sync_index(
@@ -252,9 +247,8 @@ def sync_index(
             update, to_read, embedder, tenant, run, progress or NullProgress(), extra_unlinks=gone
         )
         _finish(update, run, strict=strict, require_documents=False)
-        manifest = (
-            update.commit() if (run.added or run.removed or run.duplicates or to_read) else None
-        )
+        # Nothing to read and nothing gone: keep the current generation as it is.
+        manifest = update.commit() if (to_read or gone) else None
         return run.report(index, manifest)
 
 

@@ -187,7 +187,7 @@ def info(
         ch = m.chunking
         console.print(
             f"  chunking   {ch['chunk_tokens']} tokens, overlap {ch['overlap_tokens']}, "
-            f"title in text: {ch.get('title_in_text')}"
+            f"title in text: {ch.get('title_in_text')}, vectors per {ch.get('dense_units', 'chunk')}"
         )
         console.print(
             f"  vectors    {m.vectors['kind']} ({store.vectors.nbytes / 1e6:.1f} MB in memory)"
@@ -200,7 +200,7 @@ def info(
         c = m.counts
         console.print(
             f"  holds      {c.get('documents', 0)} documents, {c.get('sources', 0)} sources, "
-            f"{c.get('chunks', 0)} chunks; {size / 1e6:.1f} MB on disk"
+            f"{c.get('chunks', 0)} chunks, {c.get('vectors', 0)} vectors; {size / 1e6:.1f} MB on disk"
         )
         console.print(f"  tenants    {', '.join(f'{k}: {v}' for k, v in m.tenants.items()) or '-'}")
         console.print(
