@@ -7,19 +7,16 @@ nothing is fetched from a model hub.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ragtune.errors import EmbedderError
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
 
 __all__ = [
     "EMBEDDED_EMBEDDERS",
@@ -114,7 +111,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._device = device
         self._cache_dir = cache_dir
-        self._model: SentenceTransformer | None = None
+        self._encoder: _Encoder | None = None
         self._dimension: int | None = None
 
     @property
@@ -132,172 +129,117 @@ class SentenceTransformerEmbedder:
     @property
     def dimension(self) -> int:
         if self._dimension is None:
-            model = self._load()
-            get_dim = (
-                getattr(model, "get_embedding_dimension", None)
-                or model.get_sentence_embedding_dimension
-            )
-            dim: int | None = get_dim()
-            if dim is None:
-                dim = int(model.encode(["x"], convert_to_numpy=True).shape[1])
-            self._dimension = int(dim)
+            self._dimension = self._load().dimension
         return self._dimension
 
     @property
     def max_tokens(self) -> int:
         """The longest input the model reads; longer chunks would be cut silently."""
-        length = self._load().max_seq_length
-        return int(length) if length is not None else 512
+        return self._load().max_seq_length
 
     def embed(self, texts: Sequence[str], *, progress: ProgressFn | None = None) -> np.ndarray:
-        model = self._load()
+        encoder = self._load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # Sorting by length keeps padding low inside each batch; ST sorts too, but only within
-        # one encode call, and we call it once per batch to report progress.
+        # Sorted by length so each batch pads little; encoded in slices to report progress.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         step = self.batch_size * 4
         for lo in range(0, len(order), step):
             idx = order[lo : lo + step]
-            vectors = model.encode(
-                [texts[i] for i in idx],
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-            out[idx] = vectors.astype(np.float32, copy=False)
+            out[idx] = encoder.encode([texts[i] for i in idx], self.batch_size)
             if progress is not None:
                 progress(len(idx))
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
-        model = self._load()
-        vector = model.encode(
-            [text], convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-        )
-        return np.asarray(vector[0], dtype=np.float32)
+        return self._load().encode([text], 1)[0]
 
     def count_tokens(self, text: str) -> int:
-        tokenizer = self._load().tokenizer
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @property
     def tokenizer(self) -> Any:
         """The model's Hugging Face tokenizer."""
         return self._load().tokenizer
 
-    def _load(self) -> SentenceTransformer:
-        if self._model is None:
+    def _load(self) -> _Encoder:
+        if self._encoder is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             started = time.perf_counter()
             if self.backend == "torch":
-                self._model = self._load_torch()
+                self._encoder = _TorchEncoder(self._path, _resolve_device(self._device))
             else:
-                self._model = self._load_onnx(quantised=self.backend == "onnx-int8")
+                from ragtune.index.onnx_backend import OnnxEncoder, export_onnx
+
+                quantised = self.backend == "onnx-int8"
+                folder = self._onnx_folder()
+                export_onnx(self._path, folder, quantised=quantised)
+                self._encoder = OnnxEncoder(
+                    folder, quantised=quantised, max_seq_length=_max_seq_length(self._path)
+                )
             self.load_seconds = time.perf_counter() - started
-        return self._model
-
-    def _load_torch(self) -> SentenceTransformer:
-        from sentence_transformers import SentenceTransformer
-
-        try:
-            return SentenceTransformer(
-                str(self._path), device=_resolve_device(self._device), local_files_only=True
-            )
-        except Exception as exc:  # a broken folder raises many kinds of errors
-            raise EmbedderError(f"cannot load embedder from {self._path}: {exc}") from exc
-
-    def _load_onnx(self, *, quantised: bool) -> SentenceTransformer:
-        try:
-            import onnxruntime  # noqa: F401
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise EmbedderError(
-                f"the {self.backend} embedder backend needs ONNX Runtime: pip install 'ragtune[onnx]'"
-            ) from exc
-        folder = self._onnx_folder()
-        file_name = "onnx/model_qint8.onnx" if quantised else "onnx/model.onnx"
-        if not (folder / file_name).is_file():
-            self._export_onnx(folder, quantised=quantised)
-        try:
-            return SentenceTransformer(
-                str(folder),
-                backend="onnx",
-                device="cpu",
-                local_files_only=True,
-                model_kwargs={"file_name": file_name, "provider": "CPUExecutionProvider"},
-            )
-        except Exception as exc:
-            raise EmbedderError(f"cannot load the ONNX export in {folder}: {exc}") from exc
+        return self._encoder
 
     def _onnx_folder(self) -> Path:
         root = (
             self._cache_dir
             or Path(os.environ.get("RAGTUNE_CACHE", Path.home() / ".cache" / "ragtune")) / "onnx"
         )
-        weights = sorted(self._path.glob("*.safetensors")) + sorted(self._path.glob("*.bin"))
         digest = hashlib.sha256()
-        for file in weights:
+        for file in sorted(self._path.rglob("*.safetensors")) + sorted(self._path.rglob("*.bin")):
             digest.update(f"{file.name}:{file.stat().st_size}:{file.stat().st_mtime_ns}".encode())
         return Path(root) / f"{self._path.name}-{digest.hexdigest()[:12]}"
 
-    def _export_onnx(self, folder: Path, *, quantised: bool) -> None:
-        """Export the model to ONNX (and int8) once, into a private copy of its folder."""
+
+class _Encoder(Protocol):
+    """What a backend gives the embedder: unit vectors, and the tokenizer it uses."""
+
+    tokenizer: Any
+    max_seq_length: int
+    dimension: int
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray: ...
+
+
+class _TorchEncoder:
+    """sentence-transformers on torch (CPU or CUDA)."""
+
+    def __init__(self, path: Path, device: str) -> None:
         from sentence_transformers import SentenceTransformer
 
-        staging = folder.with_name(folder.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            if (folder / "onnx" / "model.onnx").is_file():
-                shutil.copytree(folder, staging)
-            else:
-                shutil.copytree(self._path, staging)
-                model = SentenceTransformer(
-                    str(staging),
-                    backend="onnx",
-                    device="cpu",
-                    local_files_only=True,
-                    model_kwargs={"export": True, "provider": "CPUExecutionProvider"},
-                )
-                model.save_pretrained(str(staging))
-            if quantised:
-                from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+            self._model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        except Exception as exc:  # a broken folder raises many kinds of errors
+            raise EmbedderError(f"cannot load embedder from {path}: {exc}") from exc
+        self.tokenizer = self._model.tokenizer
+        length = self._model.max_seq_length
+        self.max_seq_length = int(length) if length is not None else 512
+        get_dim = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        dim = get_dim()
+        self.dimension = int(dim) if dim is not None else len(self.encode(["x"], 1)[0])
 
-                fp32 = SentenceTransformer(
-                    str(staging),
-                    backend="onnx",
-                    device="cpu",
-                    local_files_only=True,
-                    model_kwargs={
-                        "file_name": "onnx/model.onnx",
-                        "provider": "CPUExecutionProvider",
-                    },
-                )
-                export_dynamic_quantized_onnx_model(
-                    fp32, _quantisation_config(), str(staging), file_suffix="qint8"
-                )
-        except Exception as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise EmbedderError(f"exporting {self._path} to ONNX failed: {exc}") from exc
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, folder)
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
 
 
-def _quantisation_config() -> str:
-    """The int8 kernel family this CPU runs fastest."""
-    import platform
-
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "avx2"
-    if "avx512_vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags:
-        return "avx512"
-    return "avx2"
+def _max_seq_length(path: Path) -> int:
+    config = path / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    return 512
