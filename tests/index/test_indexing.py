@@ -335,7 +335,7 @@ def test_sentence_vectors_score_a_chunk_by_its_best_sentence(tmp_path, tiny_embe
             assert store.manifest.chunking["dense_units"] == ("sentence" if sentences else "chunk")
             expected = 18 if sentences else 2
             assert store.manifest.counts["vectors"] == expected
-            query = tiny_embedder.embed_query(needle)
+            query = tiny_embedder.embed_query(f"long: {needle}" if sentences else needle)
             ids, scores = store.search_dense(query, 2)
             exact = store.dense_scores(query, ids)
             assert np.allclose(scores, exact, atol=1e-5)  # search and rescoring agree
