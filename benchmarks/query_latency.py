@@ -150,6 +150,7 @@ def _ensure_scaled(
     )
     source = data / "passages.jsonl"
     stamp = {
+        "builder": 2,  # bump when _build_scaled changes what it writes
         "source": str(source),
         "copies": args.copies,
         "noise": args.noise,
@@ -172,21 +173,40 @@ def _ensure_scaled(
     print(f"built {folder} in {time.perf_counter() - started:.0f}s", flush=True)
 
 
-_BASE_VECTORS: dict[str, Any] = {}
+_BASE_VECTORS: dict[tuple[str, bool, bool], Any] = {}
 
 
-def _passages_and_vectors(source: Path, embedder: Any, with_title: bool) -> tuple[list, Any]:
-    """The passages and their embeddings (title first, as ragtune embeds them), once."""
-    from ragtune.index.chunkdb import searchable_text
+def _passages_and_vectors(source: Path, embedder: Any, settings: Any) -> tuple[list, Any, Any]:
+    """The passages, how many vectors each has, and those vectors (embedded once).
 
-    if str(source) not in _BASE_VECTORS:
+    A passage is one chunk; its dense units (the chunk, or each sentence when the settings
+    ask for sentence vectors) are what ``build_index`` would embed for it.
+    """
+    import numpy as np
+
+    from ragtune.index.units import dense_units
+
+    sentences = bool(getattr(settings, "sentence_vectors", False))
+    key = (str(source), sentences, settings.title_in_text)
+    if key not in _BASE_VECTORS:
         passages = _common.read_jsonl(source)
-        texts = [searchable_text(p["title"], p["text"], with_title=with_title) for p in passages]
+        units = [
+            dense_units(
+                p["title"], p["text"], sentences=sentences, with_title=settings.title_in_text
+            )
+            for p in passages
+        ]
+        counts = np.asarray([len(u) for u in units], dtype=np.int64)
+        texts = [text for unit in units for text in unit]
         started = time.perf_counter()
         vectors = embedder.embed(texts)
-        print(f"embedded {len(texts)} passages in {time.perf_counter() - started:.0f}s", flush=True)
-        _BASE_VECTORS[str(source)] = (passages, vectors)
-    return _BASE_VECTORS[str(source)]
+        print(
+            f"embedded {len(texts)} units of {len(passages)} passages in "
+            f"{time.perf_counter() - started:.0f}s",
+            flush=True,
+        )
+        _BASE_VECTORS[key] = (passages, counts, vectors)
+    return _BASE_VECTORS[key]
 
 
 def _build_scaled(
@@ -203,9 +223,11 @@ def _build_scaled(
 
     from ragtune.index import EmbedderInfo, IndexUpdate, Manifest
     from ragtune.index.chunkdb import SourceRecord
+    from ragtune.index.units import vector_ids
     from ragtune.types import Chunk
 
-    passages, base = _passages_and_vectors(source, embedder, settings.title_in_text)
+    passages, counts, base = _passages_and_vectors(source, embedder, settings)
+    sentences = bool(getattr(settings, "sentence_vectors", False))
     manifest = Manifest(
         embedder=EmbedderInfo(
             name=embedder.name,
@@ -219,6 +241,7 @@ def _build_scaled(
             "chunk_tokens": settings.chunk_tokens,
             "overlap_tokens": settings.overlap_tokens,
             "title_in_text": settings.title_in_text,
+            "dense_units": "sentence" if sentences else "chunk",
             "splitter": f"benchmark: one chunk per passage, {copies} noisy copies",
         },
         ingest={"scrub_pii": False},
@@ -230,13 +253,13 @@ def _build_scaled(
     now = time.time()
     with IndexUpdate(folder, new=manifest) as update:
         for copy in range(copies):
-            ids: list[int] = []
-            for line, p in enumerate(passages, start=1):
+            rows: list[int] = []
+            for line, (p, n_vectors) in enumerate(zip(passages, counts, strict=True), start=1):
                 text = p["text"] if copy == 0 else f"{p['text']} [copy {copy}]"
                 sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
                 doc_id = sha[:16]
                 chunk = Chunk(f"{doc_id}:0", doc_id, 0, text, 0, len(text), p["title"])
-                ids += update.db.add_document(
+                rows += update.db.add_document(
                     doc_id=doc_id,
                     tenant=None,
                     sha256=sha,
@@ -245,6 +268,7 @@ def _build_scaled(
                     ingested_at=now,
                     pii={},
                     chunks=[chunk],
+                    n_vectors=[int(n_vectors)],
                 )
                 update.db.link_source(
                     SourceRecord(
@@ -258,7 +282,8 @@ def _build_scaled(
                 )
             vectors = base if copy == 0 else base + rng.normal(0.0, noise, base.shape)
             vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-            update.vectors.add(np.asarray(ids, dtype=np.int64), vectors.astype(np.float32))
+            ids = vector_ids(np.asarray(rows, dtype=np.int64), counts)
+            update.vectors.add(ids, vectors.astype(np.float32))
         update.commit()
 
 
@@ -281,6 +306,7 @@ def _memory(folder: Path, threads: int) -> dict[str, Any]:
     opened = json.loads(proc.stdout.strip().splitlines()[-1])
     return {
         "chunks": n,
+        "vectors": manifest.counts.get("vectors", n),
         "faiss_bytes_per_chunk": round(opened["faiss_nbytes"] / n, 1),
         "faiss_file_bytes_per_chunk": round(_common.dir_size(gen / "index.faiss") / n, 1),
         "sqlite_bytes_per_chunk": round(_common.dir_size(gen / "chunks.sqlite") / n, 1),
@@ -425,6 +451,7 @@ def _print_tables(results: dict[str, Any]) -> None:
         [
             name,
             m["chunks"],
+            m["vectors"],
             m["faiss_bytes_per_chunk"],
             m["sqlite_bytes_per_chunk"],
             m["bm25_bytes_per_chunk"],
@@ -437,6 +464,7 @@ def _print_tables(results: dict[str, Any]) -> None:
     headers = [
         "index",
         "chunks",
+        "vectors",
         "FAISS B/chunk",
         "SQLite B/chunk",
         "BM25 B/chunk",

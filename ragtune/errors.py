@@ -12,6 +12,7 @@ The tree::
     │   ├── IndexFormatError       manifest of a format version this ragtune does not know
     │   └── EmbedderMismatchError  the index was built with another embedder
     ├── EmbedderError          an embedding model cannot be loaded or a backend is not installed
+    ├── ModelError             a base model cannot be found, converted or loaded
     └── RetrievalError         a query cannot be answered (empty query, unknown mode)
 
 Each message names the problem and the fix. The CLI prints the message without a traceback
@@ -30,6 +31,7 @@ __all__ = [
     "IndexFormatError",
     "IndexNotFoundError",
     "IngestError",
+    "ModelError",
     "RagtuneError",
     "RetrievalError",
 ]
@@ -84,6 +86,10 @@ class EmbedderMismatchError(IndexError_):
 
 class EmbedderError(RagtuneError):
     """An embedding model or backend cannot be loaded."""
+
+
+class ModelError(RagtuneError):
+    """A base model cannot be found, converted or loaded."""
 
 
 class RetrievalError(RagtuneError):
