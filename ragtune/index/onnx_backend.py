@@ -162,6 +162,9 @@ class OnnxEncoder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
+        # ONNX Runtime's threads spin while idle by default; on a laptop or a shared server that
+        # burns cores between batches and starves everything else.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = folder / (_INT8 if quantised else _FP32)
         try:
             self._session = ort.InferenceSession(
