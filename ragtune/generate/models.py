@@ -100,7 +100,7 @@ class LoadedModel:
     device: str
     dtype: str
     load_seconds: float
-    """Time to read weights and tokenizer (module imports excluded)."""
+    """Time to read weights and tokenizer (module imports and hashing excluded)."""
 
 
 def default_cache_dir() -> Path:
@@ -191,7 +191,9 @@ def weights_sha256(folder: Path) -> str:
     handles: dict[Path, Any] = {}
     try:
         for key, file, start, info in sorted(entries, key=lambda e: e[0]):
-            handle = handles.get(file) or handles.setdefault(file, file.open("rb"))
+            handle = handles.get(file)
+            if handle is None:
+                handle = handles[file] = file.open("rb")
             begin, end = info["data_offsets"]
             digest.update(f"{key}\0{info['dtype']}\0{info['shape']}\0".encode())
             handle.seek(start + begin)
