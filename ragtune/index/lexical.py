@@ -62,6 +62,7 @@ class LexicalIndex:
         self._position = {int(cid): i for i, cid in enumerate(self._ids)}
         self.spec = spec
         self._stem = _stemmer(spec)
+        self._last: tuple[str, np.ndarray | None] | None = None
 
     @classmethod
     def build(
@@ -136,7 +137,18 @@ class LexicalIndex:
         return [self._position[int(c)] for c in ids if int(c) in self._position]
 
     def _all_scores(self, query: str) -> np.ndarray | None:
-        """BM25 score of every chunk, or None when no query term is in the vocabulary."""
+        """BM25 score of every chunk, or None when no query term is in the vocabulary.
+
+        The last query's scores are kept: hybrid search asks for the top list and then for the
+        scores of the fused candidates, with the same query.
+        """
+        if self._last is not None and self._last[0] == query:
+            return self._last[1]
+        scores = self._score(query)
+        self._last = (query, scores)
+        return scores
+
+    def _score(self, query: str) -> np.ndarray | None:
         import bm25s
 
         if len(self._ids) == 0:
