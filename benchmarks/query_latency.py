@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -373,6 +374,9 @@ def _latencies(
         n: {"embed": [], "search": [], "fetch": []} for n in stores
     }
     top5: dict[str, list[list[str]]] = {n: [] for n in stores}
+    # The copies of one passage are near-duplicates: which copy comes first is arbitrary, so
+    # agreement is also measured on the passages behind the hits.
+    top5_passages: dict[str, list[list[str]]] = {n: [] for n in stores}
     clock = time.perf_counter
     for i, query in enumerate(queries):
         shift = i % len(cells)
@@ -382,6 +386,9 @@ def _latencies(
             times[(name, mode)].append(clock() - started)
             if mode == "dense":
                 top5[name].append([h.chunk_id for h in hits])
+                top5_passages[name].append(
+                    [re.sub(r" \[copy \d+\]$", "", h.text)[:200] for h in hits]
+                )
         for name, store in stores.items():  # the dense steps on their own
             t0 = clock()
             vector = embedder.embed_query(query)
@@ -411,6 +418,11 @@ def _latencies(
                 for a, b in zip(top5[name], top5[flat], strict=True)
             ]
             agreement[name] = round(sum(same) / len(same), 4)
+            same_passages = [
+                len(set(a) & set(b)) / max(len(set(b)), 1)
+                for a, b in zip(top5_passages[name], top5_passages[flat], strict=True)
+            ]
+            agreement[f"{name} (passages)"] = round(sum(same_passages) / len(same_passages), 4)
     return out, agreement
 
 

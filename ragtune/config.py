@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ragtune.errors import ConfigError
 
 if TYPE_CHECKING:
+    from ragtune.generate.generator import HFGenerator
     from ragtune.index.embedders import SentenceTransformerEmbedder
     from ragtune.index.lexical import LexicalSpec
     from ragtune.index.vectors import VectorIndexSpec
@@ -29,10 +30,13 @@ if TYPE_CHECKING:
     from ragtune.retrieve.base import QueryEmbedder, SearchIndex
 
 __all__ = [
+    "CheckerConfig",
     "ChunkingConfig",
     "DenseRetrieverConfig",
     "EmbedderConfig",
     "FlatIndexConfig",
+    "GeneratorConfig",
+    "GuardConfig",
     "HNSWIndexConfig",
     "HybridRetrieverConfig",
     "IVFPQIndexConfig",
@@ -40,6 +44,7 @@ __all__ = [
     "LexicalConfig",
     "LexicalRetrieverConfig",
     "RagtuneConfig",
+    "TelemetryConfig",
     "load_config",
 ]
 
@@ -67,6 +72,11 @@ class EmbedderConfig(_Strict):
     cache_dir: Path | None = Field(
         None, description="Where ONNX exports are kept; default ~/.cache/ragtune/onnx."
     )
+    query_backend: Literal["auto", "same", "torch", "onnx"] = Field(
+        "auto",
+        description="single queries: auto = ONNX fp32 on the CPU when onnxruntime is installed "
+        "(same vectors as torch, 2-3x faster for one short text); same = the backend above",
+    )
 
     def build(self) -> SentenceTransformerEmbedder:
         from ragtune.index.embedders import SentenceTransformerEmbedder
@@ -74,6 +84,7 @@ class EmbedderConfig(_Strict):
         return SentenceTransformerEmbedder(
             self.model,
             backend=self.backend,
+            query_backend=self.query_backend,
             batch_size=self.batch_size,
             device=self.device,
             cache_dir=self.cache_dir,
@@ -281,6 +292,159 @@ RetrieverConfig = Annotated[
 ]
 
 
+class NoAdapterConfig(_Strict):
+    """The base model alone."""
+
+    type: Literal["none"] = "none"
+
+
+class TrainedAdapterConfig(_Strict):
+    """A trained adapter, named in the registry (``tenant/name``, optionally ``@vN``) or by folder.
+
+    ``type`` must match the adapter's card: a prompt adapter configured as ``lora`` is an error
+    at start-up rather than a surprise in production.
+    """
+
+    type: Literal["prompt", "prefix", "lora"]
+    ref: str | None = Field(None, description="tenant/name or tenant/name@vN in the registry")
+    path: Path | None = Field(None, description="an adapter folder (PEFT files + adapter.json)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainedAdapterConfig:
+        if (self.ref is None) == (self.path is None):
+            raise ValueError(
+                "give exactly one of ref (tenant/name in the registry) or path (a folder)"
+            )
+        return self
+
+
+AdapterConfig = Annotated[NoAdapterConfig | TrainedAdapterConfig, Field(discriminator="type")]
+
+
+class GeneratorConfig(_Strict):
+    """A Hugging Face causal LM with PEFT adapters (prompt, prefix, LoRA), many per process."""
+
+    type: Literal["hf"] = "hf"
+    model: str = Field("smollm2-135m-instruct", description="embedded name or a local HF folder")
+    cache_dir: Path | None = Field(None, description="where the embedded model is converted to")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    adapter: AdapterConfig = Field(default_factory=NoAdapterConfig)
+    adapters_root: Path = Field(Path("adapters"), description="the adapter registry folder")
+    max_new_tokens: int = Field(96, ge=1, le=4096)
+    context_window: int | None = Field(None, ge=64, description="default: the model's own")
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0: greedy")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list, max_length=16)
+    max_batch_size: int = Field(8, ge=1, le=256)
+    max_loaded_adapters: int = Field(32, ge=1, le=4096)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_default(cls, data: Any) -> Any:
+        return _default_type(data, "adapter", "none")
+
+    def build(self) -> HFGenerator:
+        """Load the base model, open the registry and activate the configured adapter."""
+        from ragtune.errors import AdapterMismatchError
+        from ragtune.generate import AdapterRegistry, DecodeSettings, HFGenerator, load_base_model
+
+        base = load_base_model(
+            self.model, cache_dir=self.cache_dir, device=self.device, dtype=self.dtype
+        )
+        generator = HFGenerator(
+            base,
+            registry=AdapterRegistry(self.adapters_root),
+            settings=DecodeSettings(
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+                seed=self.seed,
+                stop=tuple(self.stop),
+            ),
+            context_window=self.context_window,
+            max_batch_size=self.max_batch_size,
+            max_loaded=self.max_loaded_adapters,
+        )
+        adapter = self.adapter
+        if isinstance(adapter, TrainedAdapterConfig):
+            name = adapter.ref if adapter.ref is not None else str(adapter.path)
+            loaded = generator.activate(name)
+            if loaded is not None and loaded.kind != adapter.type:
+                raise AdapterMismatchError(
+                    f"generator.adapter says type {adapter.type!r} but {name} is a "
+                    f"{loaded.kind!r} adapter: fix the type in the config"
+                )
+        return generator
+
+
+def _default_signals() -> list[Literal["similarity", "evidence"]]:
+    return ["similarity"]
+
+
+class CheckerConfig(_Strict):
+    """The support checker: calibrated signals, a threshold, and what to do with a failure."""
+
+    type: Literal["support", "none"] = "support"
+    signals: list[Literal["similarity", "evidence"]] = Field(
+        default_factory=_default_signals,
+        description="signals beyond the lexical ones: embedder similarity, generator evidence",
+    )
+    min_support: float | None = Field(
+        None, ge=0.0, le=1.0, description="override the calibrated threshold (probability)"
+    )
+    on_unsupported: Literal["abstain", "flag", "drop"] = "abstain"
+    calibration: Path | None = Field(
+        None,
+        description="a calibration file from `ragtune check --calibrate` (default: the shipped one)",
+    )
+
+
+class AbstainConfig(_Strict):
+    """Abstain before generating when retrieval finds nothing convincing."""
+
+    min_retrieval_score: float = Field(
+        0.0, description="the top passage's retrieval score below which the assistant abstains"
+    )
+
+
+class DeniedTopicConfig(_Strict):
+    name: str = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list)
+    patterns: list[str] = Field(default_factory=list)
+    description: str = ""
+    similarity: float = Field(0.6, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> DeniedTopicConfig:
+        import re
+
+        if not (self.keywords or self.patterns or self.description):
+            raise ValueError("give keywords, patterns or a description to match the topic")
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from exc
+        return self
+
+
+class GuardConfig(_Strict):
+    max_question_chars: int = Field(2000, ge=1)
+    denied_topics: list[DeniedTopicConfig] = Field(default_factory=list)
+    redact_pii: bool = True
+    must_cite: bool = True
+    strip_injections: bool = True
+
+
+class TelemetryConfig(_Strict):
+    events: Path | None = Field(None, description="JSON-lines file of one event per question")
+    spans: bool = Field(True, description="OpenTelemetry spans per stage, when it is installed")
+
+
 class RagtuneConfig(_Strict):
     """The whole configuration. Every section has a working default (the embedded setup)."""
 
@@ -289,11 +453,36 @@ class RagtuneConfig(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     retriever: RetrieverConfig = Field(default_factory=HybridRetrieverConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    checker: CheckerConfig = Field(default_factory=CheckerConfig)
+    abstain: AbstainConfig = Field(default_factory=AbstainConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="before")
     @classmethod
     def _retriever_default(cls, data: Any) -> Any:
         return _default_type(data, "retriever", "hybrid")
+
+    def embedder_for_index(self, index: Path) -> SentenceTransformerEmbedder:
+        """The embedder an index was built with (its model; this config's backend and device)."""
+        from ragtune.errors import EmbedderMismatchError
+        from ragtune.index import Manifest, SentenceTransformerEmbedder
+
+        info = Manifest.read(index).embedder
+        if self.embedder.model.lower() not in (info.name.lower(), info.model.lower()):
+            raise EmbedderMismatchError(
+                f"{index} was built with the embedder {info.name!r}, but the config names "
+                f"{self.embedder.model!r}; use the index's embedder, or rebuild the index"
+            )
+        return SentenceTransformerEmbedder(
+            info.model or info.name,
+            backend=self.embedder.backend,
+            query_backend=self.embedder.query_backend,
+            batch_size=self.embedder.batch_size,
+            device=self.embedder.device,
+            cache_dir=self.embedder.cache_dir,
+        )
 
     def build_settings(self) -> BuildSettings:
         """The settings a new index is built with."""

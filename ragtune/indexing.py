@@ -362,9 +362,14 @@ def _ingest_files(
         for c in p.chunks
     }
     texts = [text for unit_texts in units.values() for text in unit_texts]
-    progress.phase("embedding", len(texts))
+    # Overlapping chunks share sentences: embed each distinct text once.
+    distinct = list(dict.fromkeys(texts))
+    progress.phase("embedding", len(distinct))
     started = time.perf_counter()
-    vectors = embedder.embed(texts, progress=progress.advance) if texts else np.zeros((0, 1))
+    vectors = embedder.embed(distinct, progress=progress.advance) if texts else np.zeros((0, 1))
+    if len(distinct) < len(texts):
+        position = {text: i for i, text in enumerate(distinct)}
+        vectors = vectors[[position[text] for text in texts]]
     run.embed_seconds += time.perf_counter() - started
     fault_point("after-embed")
 

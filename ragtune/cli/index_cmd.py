@@ -25,28 +25,18 @@ def _config(path: Path | None) -> RagtuneConfig:
 
 
 def _embedder_for_index(index: Path, config: RagtuneConfig | None = None) -> Any:
-    """The index's own embedder (same model and backend as it was built with)."""
-    from ragtune.index import Manifest, SentenceTransformerEmbedder
-
-    manifest = Manifest.read(index)
-    info = manifest.embedder
-    if config is not None and config.embedder.model.lower() not in (
-        info.name.lower(),
-        info.model.lower(),
-    ):
-        from ragtune.errors import EmbedderMismatchError
-
-        raise EmbedderMismatchError(
-            f"{index} was built with the embedder {info.name!r}, but the config names "
-            f"{config.embedder.model!r}; use the index's embedder, or rebuild the index"
-        )
-    backend = config.embedder.backend if config is not None else info.backend
-    return SentenceTransformerEmbedder(
-        info.model or info.name,
-        backend=backend if backend != "unknown" else "torch",
-        batch_size=config.embedder.batch_size if config else 64,
-        device=config.embedder.device if config else "auto",
+    """The index's own embedder (same model as it was built with; the config's backend)."""
+    return (config or RagtuneConfig.model_validate(_manifest_embedder(index))).embedder_for_index(
+        index
     )
+
+
+def _manifest_embedder(index: Path) -> dict[str, Any]:
+    from ragtune.index import Manifest
+
+    info = Manifest.read(index).embedder
+    backend = info.backend if info.backend in ("torch", "onnx", "onnx-int8") else "torch"
+    return {"embedder": {"model": info.model or info.name, "backend": backend}}
 
 
 def _print_report(report: Any, verb: str) -> None:

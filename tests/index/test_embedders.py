@@ -53,3 +53,23 @@ def test_a_broken_model_folder_is_explained(tmp_path: Path):
     embedder = SentenceTransformerEmbedder(str(folder), device="cpu")
     with pytest.raises(EmbedderError, match="cannot load embedder"):
         embedder.embed(["x"])
+
+
+def test_onnx_query_backend_gives_the_torch_vectors(tiny_model_dir, tmp_path):
+    """Queries through ONNX Runtime search an index built with torch the same way."""
+    torch_only = SentenceTransformerEmbedder(str(tiny_model_dir), device="cpu")
+    fast = SentenceTransformerEmbedder(
+        str(tiny_model_dir), device="cpu", query_backend="auto", cache_dir=tmp_path
+    )
+    for query in ["refund policy", "How many days do I have to return an opened kettle?"]:
+        a, b = torch_only.embed_query(query), fast.embed_query(query)
+        assert np.abs(a - b).max() < 1e-5
+    assert type(fast._query()).__name__ == "OnnxEncoder"
+    assert type(torch_only._query()).__name__ == "_TorchEncoder"
+    # Documents still go through the main backend.
+    assert type(fast._load()).__name__ == "_TorchEncoder"
+
+
+def test_unknown_query_backend_is_explained(tiny_model_dir):
+    with pytest.raises(EmbedderError, match="unknown query backend 'gpu'"):
+        SentenceTransformerEmbedder(str(tiny_model_dir), query_backend="gpu")
