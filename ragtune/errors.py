@@ -13,6 +13,12 @@ The tree::
     │   └── EmbedderMismatchError  the index was built with another embedder
     ├── EmbedderError          an embedding model cannot be loaded or a backend is not installed
     ├── ModelError             a base model cannot be found, converted or loaded
+    ├── AdapterError           an adapter cannot be registered, found or loaded
+    │   ├── AdapterNotFoundError   no such tenant, name or version
+    │   ├── AdapterMismatchError   made for another base model, or shapes that do not fit it
+    │   └── AdapterCorruptError    a file of the adapter is missing or damaged
+    ├── GenerationError        a generation request cannot be served (too long, bad settings)
+    ├── RequestError           a question cannot be taken as asked (empty, too long)
     └── RetrievalError         a query cannot be answered (empty query, unknown mode)
 
 Each message names the problem and the fix. The CLI prints the message without a traceback
@@ -22,10 +28,15 @@ and exits with status 2; library users catch :class:`RagtuneError`.
 from __future__ import annotations
 
 __all__ = [
+    "AdapterCorruptError",
+    "AdapterError",
+    "AdapterMismatchError",
+    "AdapterNotFoundError",
     "ConfigError",
     "EmbedderError",
     "EmbedderMismatchError",
     "EmptySourceError",
+    "GenerationError",
     "IndexCorruptError",
     "IndexError_",
     "IndexFormatError",
@@ -33,6 +44,7 @@ __all__ = [
     "IngestError",
     "ModelError",
     "RagtuneError",
+    "RequestError",
     "RetrievalError",
 ]
 
@@ -94,3 +106,27 @@ class ModelError(RagtuneError):
 
 class RetrievalError(RagtuneError):
     """A query cannot be answered as asked."""
+
+
+class AdapterError(RagtuneError):
+    """An adapter cannot be registered, found or loaded; whatever was serving keeps serving."""
+
+
+class AdapterNotFoundError(AdapterError):
+    """No adapter with that tenant, name or version."""
+
+
+class AdapterMismatchError(AdapterError):
+    """The adapter was trained for another base model, or its shapes do not fit this one."""
+
+
+class AdapterCorruptError(AdapterError):
+    """A file of the adapter is missing or cannot be read."""
+
+
+class GenerationError(RagtuneError):
+    """A generation request cannot be served as asked (too long, bad sampling settings)."""
+
+
+class RequestError(RagtuneError):
+    """A question that cannot be taken as asked (empty, too long)."""

@@ -6,7 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Chunk", "Document", "Passage", "Provenance", "SkippedSource"]
+__all__ = [
+    "Answer",
+    "Chunk",
+    "Citation",
+    "ClaimVerdict",
+    "Document",
+    "Generation",
+    "Passage",
+    "Provenance",
+    "SkippedSource",
+    "StageTimings",
+]
 
 
 @dataclass(frozen=True)
@@ -83,3 +94,146 @@ class SkippedSource:
 
     source: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a generator produced for one request, with what it cost.
+
+    ``text`` is the model's answer with the prompt and any stop sequence removed; the citation
+    markers in it number ``passages`` (``[1]`` is ``passages[0]``), the passages the prompt
+    actually held, which can be fewer and shorter than those retrieved when the context was full.
+    """
+
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    prefill_seconds: float
+    decode_seconds: float
+    finish_reason: str
+    """``stop`` (a stop sequence), ``eos`` (the model ended) or ``length`` (max_new_tokens)."""
+    adapter: str | None = None
+    """``tenant/name`` of the adapter used, or None for the base model."""
+    adapter_version: int | None = None
+    passages: tuple[Passage, ...] = ()
+    prompt: str = ""
+    token_ids: tuple[int, ...] = ()
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Decode speed: output tokens after the first over the decode time."""
+        if self.output_tokens <= 1 or self.decode_seconds <= 0:
+            return 0.0
+        return (self.output_tokens - 1) / self.decode_seconds
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One ``[n]`` marker of a sentence, resolved to the passage it names."""
+
+    number: int
+    passage: Passage | None
+    """None when the number points past the passages the answer was written from."""
+
+    @property
+    def valid(self) -> bool:
+        return self.passage is not None
+
+    @property
+    def source(self) -> str:
+        return self.passage.source if self.passage else ""
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """Character offsets of the cited text in its source document."""
+        return (self.passage.start, self.passage.end) if self.passage else (0, 0)
+
+    @property
+    def quote(self) -> str:
+        return self.passage.text if self.passage else ""
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """One sentence of an answer, its citations, and whether they support it."""
+
+    sentence: str
+    """As written, markers included."""
+    claim: str
+    """Without markers: what was checked."""
+    start: int
+    end: int
+    """Offsets of ``sentence`` in the answer text."""
+    citations: tuple[Citation, ...]
+    support: float
+    """Calibrated probability that the cited passages support the claim (0 without citations)."""
+    supported: bool
+    verdict: str
+    """``supported``, ``unsupported``, ``no citation`` or ``invalid citation``."""
+    signals: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def invalid_numbers(self) -> tuple[int, ...]:
+        return tuple(c.number for c in self.citations if not c.valid)
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Seconds spent per stage of one question."""
+
+    guard: float = 0.0
+    retrieve: float = 0.0
+    generate: float = 0.0
+    prefill: float = 0.0
+    decode: float = 0.0
+    check: float = 0.0
+    total: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What :meth:`ragtune.Assistant.ask` returns; ``to_dict`` gives the ``--json`` form."""
+
+    question: str
+    text: str
+    sentences: tuple[ClaimVerdict, ...]
+    grounded: bool
+    """True when every sentence is supported by its citations (and there is at least one)."""
+    abstained: bool
+    abstain_reason: str | None
+    """``weak retrieval``, ``model abstained``, ``unsupported``, ``denied topic: NAME`` ..."""
+    passages: tuple[Passage, ...]
+    """What retrieval returned, in rank order."""
+    cited: tuple[Passage, ...]
+    """The passages the generator was shown, in citation order ([1] is ``cited[0]``)."""
+    timings: StageTimings
+    tenant: str | None = None
+    adapter: str | None = None
+    adapter_version: int | None = None
+    citation_recall: float = 0.0
+    citation_precision: float = 0.0
+    flags: tuple[str, ...] = ()
+    """Guardrail notes: injected instructions removed from a passage, redactions, dropped sentences."""
+    draft: str = ""
+    """The generator's text before abstention, dropping or redaction changed it."""
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        for sentence, verdict in zip(data["sentences"], self.sentences, strict=True):
+            sentence["citations"] = [
+                {
+                    "number": c.number,
+                    "valid": c.valid,
+                    "chunk_id": c.passage.chunk_id if c.passage else None,
+                    "source": c.source,
+                    "span": list(c.span),
+                    "quote": c.quote,
+                }
+                for c in verdict.citations
+            ]
+        for key in ("passages", "cited"):
+            for passage in data[key]:
+                passage.pop("provenance", None)
+        return data

@@ -1,5 +1,27 @@
-"""Generation: the base model (embedded SmolLM2 or a local folder), later prompts and adapters."""
+"""Generation: the base model, the grounded prompt, PEFT adapters, their registry, the generator.
 
+Importing this package is light: torch, transformers and PEFT load when a model or adapter does.
+"""
+
+from ragtune.generate.adapters import (
+    ADAPTER_KINDS,
+    AdapterCard,
+    LoraSpec,
+    PrefixSpec,
+    PromptSpec,
+    StoredAdapter,
+    check_compatible,
+    new_adapter,
+    read_adapter,
+    save_adapter,
+)
+from ragtune.generate.generator import (
+    DecodeSettings,
+    GenerationRequest,
+    GenerationStream,
+    HFGenerator,
+    LoadedAdapter,
+)
 from ragtune.generate.models import (
     DEFAULT_MODEL,
     EMBEDDED_MODELS,
@@ -10,14 +32,47 @@ from ragtune.generate.models import (
     resolve_model,
     weights_sha256,
 )
+from ragtune.generate.prompts import ABSTENTION, INSTRUCTION, Prompt, build_prompt, is_abstention
+from ragtune.generate.registry import (
+    AdapterEntry,
+    AdapterRef,
+    AdapterRegistry,
+    ResolvedAdapter,
+    parse_ref,
+)
 
 __all__ = [
+    "ABSTENTION",
+    "ADAPTER_KINDS",
     "DEFAULT_MODEL",
     "EMBEDDED_MODELS",
+    "INSTRUCTION",
+    "AdapterCard",
+    "AdapterEntry",
+    "AdapterRef",
+    "AdapterRegistry",
+    "DecodeSettings",
     "EmbeddedModel",
+    "GenerationRequest",
+    "GenerationStream",
+    "HFGenerator",
+    "LoadedAdapter",
     "LoadedModel",
+    "LoraSpec",
+    "PrefixSpec",
+    "Prompt",
+    "PromptSpec",
+    "ResolvedAdapter",
+    "StoredAdapter",
+    "build_prompt",
+    "check_compatible",
     "default_cache_dir",
+    "is_abstention",
     "load_base_model",
+    "new_adapter",
+    "parse_ref",
+    "read_adapter",
     "resolve_model",
+    "save_adapter",
     "weights_sha256",
 ]

@@ -1,0 +1,127 @@
+"""Figure 3 of the generator issue: a mixed-adapter batch against the same requests one by one.
+
+Four requests on four different adapters (a 20-token soft prompt, a 20-token prefix and two
+LoRA r8 adapters on all seven projections) over the same 5-passage prompt shape (four different
+questions), each decoding ``--tokens`` tokens (end of sequence suppressed so both sides do the
+same work). Side by side in one run, interleaved: ``generate_many`` of the four as one batch,
+and the four ``generate`` calls one after another. Reported: requests/s and generated tokens/s
+of each, and their ratio; also the greedy outputs' agreement (they must be identical).
+
+Rerun (from the repository root)::
+
+    .venv/bin/python benchmarks/mixed_batch.py --tokens 48 --repeats 3
+
+Results go to ``benchmarks/out/mixed_batch.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common
+import _generation
+
+QUESTIONS = [
+    "How many days do I have to return an opened kettle, and is there a fee?",
+    "How long is the blender motor covered?",
+    "What temperature should I use for green tea?",
+    "When is the Leeds store open on Sunday?",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = _common.parser(__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=int, default=48)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    _generation.set_threads(args.threads)
+
+    from ragtune.generate import DecodeSettings, GenerationRequest, HFGenerator, load_base_model
+
+    work = Path(tempfile.mkdtemp(prefix="ragtune-mixed-"))
+    adapters = [("prompt", "prompt"), ("prefix", "prefix"), ("lora-a", "lora"), ("lora-b", "lora")]
+    registry = _generation.make_adapters(work, adapters)
+    generator = HFGenerator(load_base_model(device="cpu"), registry=registry)
+    settings = DecodeSettings(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
+    passages = _generation.passages()
+    requests = [
+        GenerationRequest(q, passages, f"bench/{name}", settings)
+        for q, (name, _kind) in zip(QUESTIONS, adapters, strict=True)
+    ]
+    generator.generate_many(requests)  # warm-up: loads the adapters, pages in the weights
+    results: dict[str, Any] = {
+        "figure": "mixed_batch",
+        "machine": _common.machine_info(),
+        "threads": args.threads,
+        "new_tokens": args.tokens,
+        "adapters": [kind for _n, kind in adapters],
+        "runs": {"mixed batch": [], "one by one": []},
+        "conditions": [],
+    }
+    identical = True
+    for rep in range(args.repeats):
+        results["conditions"].append(_common.wait_for_quiet(args.max_wait, label=f"repeat {rep}"))
+        sides = ["mixed batch", "one by one"] if rep % 2 == 0 else ["one by one", "mixed batch"]
+        outputs = {}
+        for side in sides:
+            started = time.perf_counter()
+            if side == "mixed batch":
+                gens = generator.generate_many(requests)
+            else:
+                gens = [generator.generate_many([r])[0] for r in requests]
+            seconds = time.perf_counter() - started
+            tokens = sum(g.output_tokens for g in gens)
+            outputs[side] = [g.token_ids for g in gens]
+            results["runs"][side].append(
+                {
+                    "seconds": round(seconds, 3),
+                    "tokens": tokens,
+                    "prompt_tokens": [g.prompt_tokens for g in gens],
+                }
+            )
+            print(
+                f"  repeat {rep} {side}: {seconds:.1f}s, {tokens / seconds:.2f} tok/s", flush=True
+            )
+        identical &= outputs["mixed batch"] == outputs["one by one"]
+    summary = {}
+    for side, runs in results["runs"].items():
+        seconds = _common.median([r["seconds"] for r in runs])
+        summary[side] = {
+            "median_seconds": round(seconds, 3),
+            "requests_per_s": round(len(requests) / seconds, 3),
+            "tokens_per_s": round(runs[0]["tokens"] / seconds, 2),
+        }
+    ratio = summary["one by one"]["median_seconds"] / summary["mixed batch"]["median_seconds"]
+    results["summary"] = summary
+    results["throughput_ratio"] = round(ratio, 3)
+    results["identical_greedy_outputs"] = identical
+    path = _common.write_results(args.out, "mixed_batch", results)
+    print(
+        f"\n### Mixed-adapter batch (4 requests: prompt, prefix, LoRA, LoRA; {args.tokens} tokens each; median of {args.repeats})\n"
+    )
+    print(
+        _common.markdown_table(
+            ["run", "seconds", "requests/s", "tokens/s"],
+            [
+                [side, s["median_seconds"], s["requests_per_s"], s["tokens_per_s"]]
+                for side, s in summary.items()
+            ],
+        )
+    )
+    print(
+        f"\nThroughput ratio mixed / one by one: {ratio:.2f}x; identical greedy outputs: {identical}"
+    )
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

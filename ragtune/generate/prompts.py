@@ -1,0 +1,240 @@
+"""The grounded prompt: one pure function shared by inference and training, so they cannot drift.
+
+A prompt is the model's chat template over two messages: a system message with the instruction,
+and a user message with the passages numbered ``[1]..[k]`` (each with its title) followed by the
+question. The instruction asks for an answer taken only from the passages, the passage number
+after each sentence, and :data:`ABSTENTION` word for word when the passages do not hold the answer.
+
+Passages are cut to fit the context window with room reserved for the answer: whole passages are
+taken in rank order while they fit, the first that does not fit is cut at a token boundary when a
+useful part of it fits, and the rest are left out. ``[n]`` always means the n-th passage the
+prompt actually holds (:attr:`Prompt.passages`).
+
+>>> from ragtune.generate.prompts import format_passages, PromptPassage
+>>> print(format_passages([PromptPassage("Returns", "Items can be returned within 30 days.")]))
+[1] Returns
+Items can be returned within 30 days.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "ABSTENTION",
+    "INSTRUCTION",
+    "MIN_PASSAGE_TOKENS",
+    "Prompt",
+    "PromptPassage",
+    "TokenCounter",
+    "TokenizerCounter",
+    "build_messages",
+    "build_prompt",
+    "fit_passages",
+    "format_passages",
+    "is_abstention",
+]
+
+ABSTENTION = "I don't know: the documents I have do not answer this."
+"""The one sentence a grounded answer uses when the passages do not hold the answer."""
+
+INSTRUCTION = (
+    "Answer the question using only the numbered passages. "
+    "After each sentence, write the number of the passage it comes from in brackets, like [1]. "
+    f'If the passages do not contain the answer, reply exactly: "{ABSTENTION}"'
+)
+MIN_PASSAGE_TOKENS = 24
+"""A passage cut shorter than this is left out rather than kept as a fragment."""
+
+
+class TokenCounter(Protocol):
+    """Counts tokens the way the model will, and cuts a text to a number of tokens."""
+
+    def count(self, text: str) -> int: ...
+
+    def truncate(self, text: str, max_tokens: int) -> str: ...
+
+
+class _Titled(Protocol):
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class PromptPassage:
+    """A passage as the prompt shows it: a title and (possibly cut) text."""
+
+    title: str
+    text: str
+    cut: bool = False
+    """True when the text was shortened to fit the context window."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered prompt: its text, its token ids, and the passages it holds in citation order."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    passages: tuple[PromptPassage, ...]
+    source_indices: tuple[int, ...]
+    """For each prompt passage, its index in the passages the caller gave."""
+    dropped: int
+    """How many of the given passages did not fit at all."""
+
+    @property
+    def cut(self) -> bool:
+        """Whether any passage was shortened or left out to fit."""
+        return self.dropped > 0 or any(p.cut for p in self.passages)
+
+
+def is_abstention(text: str) -> bool:
+    """Whether an answer is the abstention sentence (markers, case and spacing aside).
+
+    >>> is_abstention("I don't know: the documents I have do not answer this.")
+    True
+    >>> is_abstention("  i don't know: the documents I have do not answer this ")
+    True
+    >>> is_abstention("The warranty lasts two years. [1]")
+    False
+    """
+    return _normalise(text) == _normalise(ABSTENTION)
+
+
+def _normalise(text: str) -> str:
+    text = re.sub(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]", " ", text)
+    text = text.replace("\u2019", "'").lower()
+    return " ".join(re.sub(r"[^\w' ]+", " ", text).split())
+
+
+def format_passages(passages: Sequence[PromptPassage]) -> str:
+    """The numbered passage block: ``[n] title`` then the text, one blank line between passages."""
+    blocks = []
+    for number, passage in enumerate(passages, start=1):
+        head = f"[{number}] {passage.title}".rstrip()
+        blocks.append(f"{head}\n{passage.text.strip()}")
+    return "\n\n".join(blocks)
+
+
+def build_messages(
+    question: str, passages: Sequence[PromptPassage], *, instruction: str = INSTRUCTION
+) -> list[dict[str, str]]:
+    """The chat messages: the instruction as the system message, passages then question as the user's.
+
+    With no passages the user message says so, and the instruction still asks for the abstention.
+    """
+    block = format_passages(passages) if passages else "(no passages were found)"
+    user = f"Passages:\n{block}\n\nQuestion: {question.strip()}"
+    return [{"role": "system", "content": instruction}, {"role": "user", "content": user}]
+
+
+def fit_passages(
+    passages: Sequence[_Titled],
+    counter: TokenCounter,
+    budget: int,
+    *,
+    min_tokens: int = MIN_PASSAGE_TOKENS,
+) -> tuple[list[PromptPassage], list[int]]:
+    """The passages that fit in ``budget`` tokens, in order, and their indices in ``passages``.
+
+    Each passage costs its formatted block (number, title, text, separator). Whole passages are
+    taken while they fit; the first that does not is cut to the room left when at least
+    ``min_tokens`` of its text fit; everything after it is left out, so a lower-ranked passage
+    never displaces a higher-ranked one.
+    """
+    kept: list[PromptPassage] = []
+    indices: list[int] = []
+    room = budget
+    for index, passage in enumerate(passages):
+        number = len(kept) + 1
+        overhead = counter.count(f"[{number}] {passage.title}\n\n\n")
+        text = passage.text.strip()
+        cost = overhead + counter.count(text)
+        if cost <= room:
+            kept.append(PromptPassage(passage.title, text))
+            indices.append(index)
+            room -= cost
+            continue
+        fits = room - overhead
+        if fits >= min_tokens:
+            kept.append(PromptPassage(passage.title, counter.truncate(text, fits), cut=True))
+            indices.append(index)
+        break
+    return kept, indices
+
+
+def build_prompt(
+    tokenizer: Any,
+    question: str,
+    passages: Sequence[_Titled],
+    *,
+    context_window: int,
+    reserve: int,
+    instruction: str = INSTRUCTION,
+) -> Prompt:
+    """Render the chat prompt for ``question`` over as many of ``passages`` as fit.
+
+    ``reserve`` tokens are kept free for the answer. Raises ``ValueError`` when even the
+    question and instruction alone do not fit; the caller turns that into its own error.
+    """
+    counter = TokenizerCounter(tokenizer)
+    skeleton = _render(tokenizer, build_messages(question, [], instruction=instruction))
+    budget = context_window - reserve - len(skeleton)
+    if budget < 0:
+        raise ValueError(
+            f"the question and instruction take {len(skeleton)} tokens; with {reserve} reserved "
+            f"for the answer they do not fit a context window of {context_window}"
+        )
+    # A little slack: the passage block joins with the text around it, and BPE merges at joins.
+    kept, indices = fit_passages(passages, counter, max(budget - 8, 0))
+    ids = _render(tokenizer, build_messages(question, kept, instruction=instruction))
+    while len(ids) > context_window - reserve and kept:
+        kept, indices = kept[:-1], indices[:-1]
+        ids = _render(tokenizer, build_messages(question, kept, instruction=instruction))
+    text = tokenizer.decode(ids)
+    return Prompt(
+        text=text,
+        token_ids=tuple(ids),
+        passages=tuple(kept),
+        source_indices=tuple(indices),
+        dropped=len(passages) - len(kept),
+    )
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if (
+        hasattr(rendered, "keys") and "input_ids" in rendered
+    ):  # transformers 5 returns a BatchEncoding
+        rendered = rendered["input_ids"]
+    return [int(i) for i in rendered]
+
+
+class TokenizerCounter:
+    """A :class:`TokenCounter` over a Hugging Face tokenizer (no special tokens added)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        if max_tokens <= 0:
+            return ""
+        if not getattr(self.tokenizer, "is_fast", False):  # no offsets: decode the kept ids
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            return (
+                text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens]).rstrip()
+            )
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return text
+        return text[: offsets[max_tokens - 1][1]].rstrip()

@@ -1,0 +1,105 @@
+"""Fixtures for the generator tests: the tiny Llama on disk and adapters of every kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragtune.generate.adapters import (
+    AdapterCard,
+    LoraSpec,
+    PrefixSpec,
+    PromptSpec,
+    new_adapter,
+    save_adapter,
+    trainable_parameters,
+)
+from ragtune.generate.models import LoadedModel, load_base_model
+from tests.generate.tiny import save_tiny
+
+KINDS = ("prompt", "prefix", "lora")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama-gen"))
+
+
+@pytest.fixture
+def tiny_base(tiny_llama_dir: Path) -> LoadedModel:
+    """A fresh copy in memory for every test (LoRA changes the model it is put on)."""
+    return load_base_model(tiny_llama_dir, device="cpu")
+
+
+def spec_for(kind: str, **overrides: Any) -> Any:
+    if kind == "prompt":
+        return PromptSpec(
+            num_virtual_tokens=overrides.get("tokens", 6), init_text=overrides.get("text")
+        )
+    if kind == "prefix":
+        return PrefixSpec(
+            num_virtual_tokens=overrides.get("tokens", 5), init_text=overrides.get("text")
+        )
+    return LoraSpec(
+        r=overrides.get("r", 4),
+        alpha=8,
+        dropout=0.0,
+        target_modules=("q_proj", "v_proj", "down_proj"),
+    )
+
+
+def perturb(peft_model: Any, seed: int, scale: float = 0.5) -> None:
+    """Move an adapter away from its initialisation so it changes the output (stands in for training)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if p.requires_grad:
+                noise = (
+                    torch.randn(p.shape, generator=generator)
+                    * scale
+                    * (p.std() if p.numel() > 1 and float(p.std()) > 0 else 1.0)
+                )
+                p.add_(
+                    noise
+                    if "lora_B" not in name
+                    else torch.randn(p.shape, generator=generator) * scale
+                )
+
+
+MakeAdapter = Callable[..., Path]
+
+
+@pytest.fixture
+def make_adapter(tiny_llama_dir: Path, tmp_path: Path) -> MakeAdapter:
+    """Build, perturb and save an adapter of a kind on a fresh copy of the tiny base."""
+    counter = iter(range(10_000))
+
+    def make(
+        kind: str,
+        *,
+        seed: int = 1,
+        tenant: str = "acme",
+        name: str = "support",
+        base_dir: Path | None = None,
+        **spec: Any,
+    ) -> Path:
+        base = load_base_model(base_dir or tiny_llama_dir, device="cpu")
+        peft_model = new_adapter(base, spec_for(kind, **spec))
+        perturb(peft_model, seed)
+        card = AdapterCard(
+            name=name,
+            tenant=tenant,
+            kind=kind,  # type: ignore[arg-type]
+            base_model=base.name,
+            base_weights_sha256=base.weights_sha256,
+            trainable_parameters=trainable_parameters(peft_model),
+            settings={"seed": seed},
+        )
+        return save_adapter(peft_model, tmp_path / f"made-{kind}-{next(counter)}", card)
+
+    return make

@@ -1,0 +1,158 @@
+"""The adapter registry: versions, the current pointer, promote, rollback, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ragtune.errors import AdapterCorruptError, AdapterError, AdapterNotFoundError
+from ragtune.generate.registry import AdapterRef, AdapterRegistry, parse_ref
+from tests.generate.conftest import MakeAdapter
+
+
+def test_register_numbers_versions_and_the_first_becomes_current(
+    make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    one = registry.register(make_adapter("lora", seed=1))
+    two = registry.register(make_adapter("prefix", seed=2))
+    assert (one.card.version, one.current) == (1, True)
+    assert (two.card.version, two.current) == (2, False)
+    assert two.folder == tmp_path / "adapters" / "acme" / "support" / "v2"
+    assert registry.resolve("acme/support").card.version == 1
+    assert registry.resolve("acme/support@v2").card.kind == "prefix"
+    [entry] = registry.list()
+    assert (entry.tenant, entry.name, entry.versions, entry.current) == (
+        "acme",
+        "support",
+        (1, 2),
+        1,
+    )
+    # The registered copy carries its version; the source folder is untouched.
+    assert json.loads((two.folder / "adapter.json").read_text())["version"] == 2
+
+
+def test_promote_and_rollback_follow_the_history(make_adapter: MakeAdapter, tmp_path: Path) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    for seed in (1, 2, 3):
+        registry.register(make_adapter("lora", seed=seed))
+    registry.promote("acme/support", 3)
+    registry.promote("acme/support@v2")
+    assert registry.current_version("acme", "support") == 2
+    assert registry.rollback("acme/support").card.version == 3
+    assert registry.rollback("acme/support").card.version == 1
+    with pytest.raises(AdapterError, match="nothing to roll back to"):
+        registry.rollback("acme/support")
+    assert registry.current_version("acme", "support") == 1
+
+
+def test_register_with_another_tenant_and_name(make_adapter: MakeAdapter, tmp_path: Path) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.register(make_adapter("prompt"), tenant="globex", name="billing")
+    assert [f"{e.tenant}/{e.name}" for e in registry.list()] == ["globex/billing"]
+    assert registry.resolve("globex/billing").card.tenant == "globex"
+    assert registry.list("acme") == []
+
+
+def test_a_failed_check_registers_nothing(make_adapter: MakeAdapter, tmp_path: Path) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.register(make_adapter("lora"))
+
+    def refuse(folder: Path) -> None:
+        raise AdapterError("does not fit")
+
+    with pytest.raises(AdapterError, match="does not fit"):
+        registry.register(make_adapter("lora", seed=5), promote=True, check=refuse)
+    [entry] = registry.list()
+    assert entry.versions == (1,) and entry.current == 1
+    assert not [
+        p
+        for p in (tmp_path / "adapters" / "acme" / "support").iterdir()
+        if p.name.startswith(".staging")
+    ]
+
+
+def test_a_refused_promotion_leaves_the_pointer(make_adapter: MakeAdapter, tmp_path: Path) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.register(make_adapter("lora", seed=1))
+    registry.register(make_adapter("lora", seed=2))
+
+    def refuse(folder: Path) -> None:
+        raise AdapterError("refused")
+
+    with pytest.raises(AdapterError):
+        registry.promote("acme/support", 2, check=refuse)
+    assert registry.current_version("acme", "support") == 1
+
+
+def test_broken_adapter_is_not_registered(make_adapter: MakeAdapter, tmp_path: Path) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    folder = make_adapter("lora")
+    (folder / "adapter_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(AdapterCorruptError):
+        registry.register(folder)
+    assert registry.list() == []
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("acme/nothing", "no adapter acme/nothing"),
+        ("acme/support@v9", "has no version v9 \\(versions: v1\\)"),
+        ("acme", "not an adapter reference"),
+        ("../x/support", "not an adapter reference"),
+        (".hidden/support", "not a valid name"),
+        ("acme/support@v0", "versions start at v1"),
+    ],
+)
+def test_unknown_references_name_the_problem(
+    make_adapter: MakeAdapter, tmp_path: Path, ref: str, message: str
+) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.register(make_adapter("lora"))
+    with pytest.raises(AdapterNotFoundError, match=message):
+        registry.resolve(ref)
+
+
+def test_damaged_pointer_is_reported(make_adapter: MakeAdapter, tmp_path: Path) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.register(make_adapter("lora"))
+    (tmp_path / "adapters" / "acme" / "support" / "current.json").write_text("{bro")
+    with pytest.raises(AdapterCorruptError, match="promote a version again"):
+        registry.resolve("acme/support")
+
+
+def test_parse_ref() -> None:
+    assert parse_ref("acme/support@3") == AdapterRef("acme", "support", 3)
+    assert str(parse_ref(" acme/support@v12 ")) == "acme/support@v12"
+
+
+def test_adapters_cli_lists_shows_promotes_and_rolls_back(
+    make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    root = tmp_path / "adapters"
+    registry = AdapterRegistry(root)
+    registry.register(make_adapter("lora", seed=1))
+    registry.register(make_adapter("prefix", seed=2))
+    run = CliRunner().invoke
+    listed = run(app, ["adapters", "list", "--root", str(root)])
+    assert listed.exit_code == 0 and "acme/support" in listed.stdout and "*v1 v2" in listed.stdout
+    assert (
+        run(app, ["adapters", "promote", "acme/support", "v2", "--root", str(root)]).exit_code == 0
+    )
+    shown = json.loads(run(app, ["adapters", "show", "acme/support", "--root", str(root)]).stdout)
+    assert shown["version"] == 2 and shown["current"] and shown["kind"] == "prefix"
+    assert (
+        "kind: lora -> prefix"
+        in run(app, ["adapters", "diff", "acme/support", "v1", "v2", "--root", str(root)]).stdout
+    )
+    assert (
+        "acme/support@v1 is now current"
+        in run(app, ["adapters", "rollback", "acme/support", "--root", str(root)]).stdout
+    )
