@@ -24,11 +24,9 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 demo: $(STAMP)
 	$(BIN)/ragtune config validate configs/default.yaml
 	$(BIN)/ragtune index build examples/acme --out indexes/demo --config configs/default.yaml
-	$(BIN)/ragtune index info indexes/demo
 	$(BIN)/ragtune index search indexes/demo "How long do I have to send back an opened blender?" -k 2
-	$(BIN)/ragtune index search indexes/demo "Is the motor of the C700 covered?" -k 2 --mode dense
-	$(BIN)/ragtune index search indexes/demo "showroom opening hours" -k 1 --mode lexical --json
-	$(BIN)/ragtune index sync examples/acme indexes/demo
+	# Three questions the sample corpus answers and one it cannot (the assistant abstains).
+	$(BIN)/ragtune ask --config configs/default.yaml --index indexes/demo --questions examples/questions.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check ragtune tests benchmarks

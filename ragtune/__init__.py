@@ -4,18 +4,37 @@ The public API is what ``__all__`` lists; everything else is internal and may ch
 Heavy dependencies (torch, transformers, faiss) load only when a stage needs them.
 """
 
+from ragtune.assistant import Assistant
 from ragtune.config import RagtuneConfig, load_config
-from ragtune.errors import RagtuneError
-from ragtune.types import Chunk, Document, Passage, Provenance, SkippedSource
+from ragtune.errors import RagtuneError, RequestError
+from ragtune.types import (
+    Answer,
+    Chunk,
+    Citation,
+    ClaimVerdict,
+    Document,
+    Generation,
+    Passage,
+    Provenance,
+    SkippedSource,
+    StageTimings,
+)
 
 __all__ = [
+    "Answer",
+    "Assistant",
     "Chunk",
+    "Citation",
+    "ClaimVerdict",
     "Document",
+    "Generation",
     "Passage",
     "Provenance",
     "RagtuneConfig",
     "RagtuneError",
+    "RequestError",
     "SkippedSource",
+    "StageTimings",
     "__version__",
     "load_config",
 ]

@@ -12,7 +12,7 @@ import pytest
 import ragtune
 
 ROOT = Path(ragtune.__file__).parent
-STAGES = ["ingest", "index", "retrieve"]
+STAGES = ["ingest", "index", "retrieve", "generate", "check", "guard"]
 
 
 def test_public_api_is_what_all_lists():
@@ -46,6 +46,9 @@ def test_stage_packages_do_not_import_each_other(stage):
         "ragtune.config",
         "ragtune.cli",
         "ragtune.indexing",
+        "ragtune.assistant",
+        "ragtune.telemetry",
+        "ragtune.eval",
     }
     for path in (ROOT / stage).rglob("*.py"):
         bad = {m for m in _imports(path) if any(m == o or m.startswith(o + ".") for o in others)}

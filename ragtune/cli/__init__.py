@@ -11,6 +11,9 @@ import sys
 
 import typer
 
+from ragtune.cli.adapters_cmd import app as adapters_app
+from ragtune.cli.ask_cmd import ask
+from ragtune.cli.check_cmd import check
 from ragtune.cli.config_cmd import app as config_app
 from ragtune.cli.index_cmd import app as index_app
 
@@ -25,6 +28,9 @@ app = typer.Typer(
 )
 app.add_typer(index_app, name="index")
 app.add_typer(config_app, name="config")
+app.add_typer(adapters_app, name="adapters")
+app.command("ask")(ask)
+app.command("check")(check)
 
 
 def main() -> None:

@@ -1,0 +1,436 @@
+"""The Assistant: guard, retrieve, generate, check, decide, in one call.
+
+::
+
+    assistant = Assistant.from_config("configs/default.yaml")
+    answer = assistant.ask("How many days do I have to return an item?", tenant="acme")
+    answer.text, answer.grounded, [s.verdict for s in answer.sentences]
+
+Per question: the input guard (length, denied topics); retrieval (restricted to the tenant);
+abstention when the best passage scores below ``abstain.min_retrieval_score``; instruction-like
+sentences cut out of passages (retrieved text is data); generation with the tenant's adapter;
+the citation checker; the ``on_unsupported`` policy (abstain, flag or drop); personal data
+redacted from the answer; one telemetry event. Each stage is chosen by the config.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.errors import AdapterNotFoundError, RequestError
+from ragtune.types import Answer, ClaimVerdict, Passage, StageTimings
+
+if TYPE_CHECKING:
+    from ragtune.check import SupportCitationChecker
+    from ragtune.config import RagtuneConfig
+    from ragtune.generate import HFGenerator
+    from ragtune.guard import InputGuard
+    from ragtune.retrieve.base import Retriever
+    from ragtune.telemetry import Telemetry
+
+__all__ = ["Assistant", "AssistantPolicy", "Decision", "decide"]
+
+
+@dataclass(frozen=True)
+class AssistantPolicy:
+    """The decisions around the stages (from the config's checker, abstain and guard sections)."""
+
+    top_k: int = 5
+    min_retrieval_score: float = 0.0
+    on_unsupported: str = "abstain"
+    must_cite: bool = True
+    max_question_chars: int = 2000
+    strip_injections: bool = True
+    default_adapter: str | None = None
+
+
+class Assistant:
+    """See the module doc. Stages are ready objects; :meth:`from_config` builds them."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        generator: HFGenerator,
+        checker: SupportCitationChecker | None,
+        *,
+        policy: AssistantPolicy | None = None,
+        input_guard: InputGuard | None = None,
+        redact: Callable[[str], str] | None = None,
+        telemetry: Telemetry | None = None,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.checker = checker
+        self.policy = policy or AssistantPolicy()
+        self.input_guard = input_guard
+        self.redact = redact
+        self.telemetry = telemetry
+        self._close = close
+
+    @classmethod
+    def from_config(
+        cls, config: str | Path | dict[str, Any] | RagtuneConfig, *, index: Path | None = None
+    ) -> Assistant:
+        """Build every stage from a config file, dict or loaded config (``index`` overrides its path)."""
+        from ragtune.check import SupportChecker, SupportCitationChecker
+        from ragtune.config import RagtuneConfig, load_config
+        from ragtune.guard import DeniedTopic, InputGuard
+        from ragtune.index import IndexStore
+        from ragtune.ingest.pii import scrub
+        from ragtune.telemetry import Telemetry
+
+        cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
+        index_path = Path(index) if index is not None else cfg.retriever.index
+        store = IndexStore.open(index_path)
+        try:
+            embedder = cfg.embedder_for_index(index_path)
+            retriever = cfg.retriever.build(store, embedder)
+            generator = cfg.generator.build()
+            checker = None
+            if cfg.checker.type == "support":
+                from ragtune.check import load_calibrations
+
+                calibrations = (
+                    load_calibrations(cfg.checker.calibration) if cfg.checker.calibration else None
+                )
+                scorer = SupportChecker(
+                    calibrations=calibrations,
+                    embedder=embedder if "similarity" in cfg.checker.signals else None,
+                    evidence_model=generator if "evidence" in cfg.checker.signals else None,
+                    min_support=cfg.checker.min_support,
+                )
+                checker = SupportCitationChecker(scorer)
+            topics = [
+                DeniedTopic(
+                    t.name, tuple(t.keywords), tuple(t.patterns), t.description, t.similarity
+                )
+                for t in cfg.guard.denied_topics
+            ]
+            guard = InputGuard(
+                topics, embedder=embedder if any(t.description for t in topics) else None
+            )
+        except BaseException:
+            store.close()
+            raise
+        from ragtune.config import TrainedAdapterConfig
+
+        adapter = cfg.generator.adapter
+        default_adapter = None
+        if isinstance(adapter, TrainedAdapterConfig):
+            default_adapter = adapter.ref if adapter.ref is not None else str(adapter.path)
+        policy = AssistantPolicy(
+            top_k=cfg.retriever.top_k,
+            min_retrieval_score=cfg.abstain.min_retrieval_score,
+            on_unsupported=cfg.checker.on_unsupported,
+            must_cite=cfg.guard.must_cite,
+            max_question_chars=cfg.guard.max_question_chars,
+            strip_injections=cfg.guard.strip_injections,
+            default_adapter=default_adapter,
+        )
+        return cls(
+            retriever,
+            generator,
+            checker,
+            policy=policy,
+            input_guard=guard,
+            redact=(lambda text: scrub(text).text) if cfg.guard.redact_pii else None,
+            telemetry=Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans),
+            close=store.close,
+        )
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- asking ----------------------------------------------------------------------------------
+
+    def ask(
+        self, question: str, *, tenant: str | None = None, adapter: str | None = None
+    ) -> Answer:
+        """Answer one question from the tenant's documents (see the module doc)."""
+        return self.ask_many([question], tenant=tenant, adapter=adapter)[0]
+
+    def ask_many(
+        self, questions: Sequence[str], *, tenant: str | None = None, adapter: str | None = None
+    ) -> list[Answer]:
+        """Answer many questions; generation runs in batches of the generator's batch size."""
+        from ragtune.generate import GenerationRequest
+
+        for question in questions:
+            self._check_request(question)
+        adapter = self._adapter_for(tenant, adapter)
+        work: list[_Work] = []
+        for question in questions:
+            item = _Work(question, time.perf_counter())
+            work.append(item)
+            self._guard_and_retrieve(item, tenant)
+        to_generate = [w for w in work if w.answer is None]
+        if to_generate:
+            started = time.perf_counter()
+            requests = [GenerationRequest(w.question, w.shown, adapter) for w in to_generate]
+            with self._span("generate", tenant=tenant, adapter=adapter, batch=len(requests)):
+                generations = self.generator.generate_many(requests)
+            share = (time.perf_counter() - started) / len(requests)
+            for item, generation in zip(to_generate, generations, strict=True):
+                item.generation_seconds = share
+                item.answer = self._finish(item, generation, tenant)
+        answers = [w.answer for w in work]
+        for answer in answers:
+            assert answer is not None
+            if self.telemetry is not None:
+                from ragtune.telemetry import answer_event
+
+                self.telemetry.emit(answer_event(answer))
+        return answers  # type: ignore[return-value]
+
+    def _check_request(self, question: str) -> None:
+        if not isinstance(question, str) or not question.strip():
+            raise RequestError("the question is empty: ask something")
+        limit = self.policy.max_question_chars
+        if len(question) > limit:
+            raise RequestError(
+                f"the question has {len(question)} characters, more than the limit of {limit}: "
+                "shorten it (or raise guard.max_question_chars)"
+            )
+
+    def _adapter_for(self, tenant: str | None, adapter: str | None) -> str | None:
+        """The adapter for this tenant: an explicit one must be the tenant's own."""
+        chosen = adapter if adapter is not None else self.policy.default_adapter
+        if chosen is None or tenant is None or "/" not in chosen or Path(chosen).exists():
+            return chosen
+        if chosen.split("/")[0] != tenant:
+            if adapter is None:
+                return None  # the configured default belongs to another tenant: base model
+            raise AdapterNotFoundError(f"no adapter {adapter} for tenant {tenant}")
+        return chosen
+
+    def _guard_and_retrieve(self, item: _Work, tenant: str | None) -> None:
+        started = time.perf_counter()
+        if self.input_guard is not None:
+            decision = self.input_guard.check(item.question)
+            if not decision.allowed:
+                item.guard_seconds = time.perf_counter() - started
+                item.answer = self._abstain(item, f"denied topic: {decision.topic}", [], tenant)
+                return
+        item.guard_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        with self._span("retrieve", tenant=tenant):
+            passages = self.retriever.retrieve(item.question, self.policy.top_k, tenant=tenant)
+        item.retrieve_seconds = time.perf_counter() - started
+        item.passages = passages
+        if not passages or passages[0].score < self.policy.min_retrieval_score:
+            item.answer = self._abstain(item, "weak retrieval", [], tenant)
+            return
+        shown = []
+        for passage in passages:
+            if self.policy.strip_injections:
+                from ragtune.guard import neutralise
+
+                clean, removed = neutralise(passage.text)
+                if removed:
+                    item.flags.append(
+                        f"instructions removed from passage {passage.chunk_id}: {len(removed)} sentence(s)"
+                    )
+                    if not clean.strip():
+                        continue
+                    passage = replace(passage, text=clean)
+            shown.append(passage)
+        item.shown = shown
+
+    def _finish(self, item: _Work, generation: Any, tenant: str | None) -> Answer:
+        from ragtune.generate import ABSTENTION, is_abstention
+
+        cited = tuple(generation.passages)
+        draft = generation.text
+        if is_abstention(draft) or not draft.strip():
+            return self._answer(
+                item,
+                ABSTENTION,
+                (),
+                True,
+                "model abstained",
+                cited,
+                generation,
+                tenant,
+                draft=draft,
+            )
+        started = time.perf_counter()
+        verdicts: tuple[ClaimVerdict, ...] = ()
+        recall = precision = 0.0
+        if self.checker is not None:
+            with self._span("check", tenant=tenant):
+                result = self.checker.check_answer(draft, cited, item.question)
+            verdicts, recall, precision = result.verdicts, result.alce.recall, result.alce.precision
+        item.check_seconds = time.perf_counter() - started
+        decision = decide(verdicts, draft, cited, self.policy, checked=self.checker is not None)
+        text, verdicts, abstained, reason = (
+            decision.text,
+            decision.verdicts,
+            decision.abstained,
+            decision.reason,
+        )
+        item.flags.extend(decision.flags)
+        if self.redact is not None and not abstained:
+            redacted = self.redact(text)
+            if redacted != text:
+                item.flags.append("personal data redacted from the answer")
+                text = redacted
+        return self._answer(
+            item,
+            text,
+            verdicts,
+            abstained,
+            reason,
+            cited,
+            generation,
+            tenant,
+            draft=draft,
+            grounded=decision.grounded,
+            recall=recall,
+            precision=precision,
+        )
+
+    def _abstain(
+        self, item: _Work, reason: str, cited: list[Passage], tenant: str | None
+    ) -> Answer:
+        from ragtune.generate import ABSTENTION
+
+        return self._answer(item, ABSTENTION, (), True, reason, tuple(cited), None, tenant)
+
+    def _answer(
+        self,
+        item: _Work,
+        text: str,
+        verdicts: tuple[ClaimVerdict, ...],
+        abstained: bool,
+        reason: str | None,
+        cited: tuple[Passage, ...],
+        generation: Any,
+        tenant: str | None,
+        *,
+        draft: str = "",
+        grounded: bool = False,
+        recall: float = 0.0,
+        precision: float = 0.0,
+    ) -> Answer:
+        timings = StageTimings(
+            guard=item.guard_seconds,
+            retrieve=item.retrieve_seconds,
+            generate=item.generation_seconds,
+            prefill=generation.prefill_seconds if generation else 0.0,
+            decode=generation.decode_seconds if generation else 0.0,
+            check=item.check_seconds,
+            total=time.perf_counter() - item.started,
+        )
+        return Answer(
+            question=item.question,
+            text=text,
+            sentences=verdicts,
+            grounded=grounded,
+            abstained=abstained,
+            abstain_reason=reason,
+            passages=tuple(item.passages),
+            cited=cited,
+            timings=timings,
+            tenant=tenant,
+            adapter=generation.adapter if generation else None,
+            adapter_version=generation.adapter_version if generation else None,
+            citation_recall=round(recall, 4),
+            citation_precision=round(precision, 4),
+            flags=tuple(item.flags),
+            draft=draft,
+        )
+
+    def _span(self, name: str, **attributes: Any) -> Any:
+        import contextlib
+
+        return (
+            self.telemetry.span(name, **attributes) if self.telemetry else contextlib.nullcontext()
+        )
+
+
+@dataclass
+class _Work:
+    """One question on its way through the stages."""
+
+    question: str
+    started: float
+    passages: list[Passage] = field(default_factory=list)
+    shown: list[Passage] = field(default_factory=list)
+    answer: Answer | None = None
+    guard_seconds: float = 0.0
+    retrieve_seconds: float = 0.0
+    generation_seconds: float = 0.0
+    check_seconds: float = 0.0
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the answer becomes after the checker: see :func:`decide`."""
+
+    text: str
+    verdicts: tuple[ClaimVerdict, ...]
+    abstained: bool
+    reason: str | None
+    grounded: bool
+    flags: tuple[str, ...] = ()
+
+
+def decide(
+    verdicts: Sequence[ClaimVerdict],
+    draft: str,
+    cited: Sequence[Passage],
+    policy: AssistantPolicy,
+    *,
+    checked: bool = True,
+) -> Decision:
+    """Apply ``policy.on_unsupported`` to a checked draft. Pure.
+
+    A sentence counts when it has a citation, or always under ``must_cite``. With a failing
+    counted sentence: ``abstain`` answers with the abstention sentence and lists the passages
+    found; ``flag`` keeps the text (not grounded); ``drop`` removes the failing sentences (and
+    abstains when none is left). Grounded means at least one counted sentence and none failing.
+    """
+    verdicts = tuple(verdicts)
+    if not checked:
+        return Decision(draft, verdicts, False, None, False)
+    counted = [v for v in verdicts if policy.must_cite or v.verdict != "no citation"]
+    failing = [v for v in counted if not v.supported]
+    if not failing:
+        return Decision(draft, verdicts, False, None, bool(counted))
+    if policy.on_unsupported == "abstain":
+        return Decision(_abstention_with_sources(cited), verdicts, True, "unsupported", False)
+    if policy.on_unsupported == "drop":
+        kept = tuple(v for v in verdicts if v not in failing)
+        flag = (f"dropped {len(failing)} unsupported sentence(s)",)
+        if not any(v in counted for v in kept):
+            return Decision(
+                _abstention_with_sources(cited), verdicts, True, "unsupported", False, flag
+            )
+        return Decision(" ".join(v.sentence for v in kept), kept, False, None, True, flag)
+    return Decision(
+        draft, verdicts, False, None, False, (f"{len(failing)} unsupported sentence(s) kept",)
+    )
+
+
+def _abstention_with_sources(cited: Sequence[Passage]) -> str:
+    """The abstention sentence and a list of what was found, so the user can read it."""
+    from ragtune.generate import ABSTENTION
+
+    if not cited:
+        return ABSTENTION
+    found = "; ".join(f"[{i}] {p.title or p.source} ({p.source})" for i, p in enumerate(cited, 1))
+    return f"{ABSTENTION} Closest passages: {found}."

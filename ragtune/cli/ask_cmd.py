@@ -1,0 +1,94 @@
+"""``ragtune ask``: one question through the whole pipeline, printed or as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+__all__ = ["ask"]
+
+_MARKS = {"supported": "✓", "unsupported": "✗", "no citation": "?", "invalid citation": "!"}
+
+
+def ask(
+    question: str | None = typer.Argument(None, help="The question (or use --questions)."),
+    questions: Path | None = typer.Option(
+        None, "--questions", "-q", help="A file of questions, one per line."
+    ),
+    config: Path = typer.Option(
+        Path("configs/default.yaml"), "--config", "-c", help="ragtune config (YAML)."
+    ),
+    tenant: str | None = typer.Option(
+        None, "--tenant", "-t", help="Answer from this tenant's documents."
+    ),
+    adapter: str | None = typer.Option(
+        None, "--adapter", "-a", help="tenant/name[@vN] or an adapter folder."
+    ),
+    index: Path | None = typer.Option(None, "--index", help="Override the config's index folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
+) -> None:
+    """Answer QUESTION from the indexed documents, with sources and a support mark per sentence."""
+    from ragtune.assistant import Assistant
+    from ragtune.errors import RequestError
+
+    asked = [question] if question else []
+    if questions is not None:
+        if not questions.is_file():
+            raise RequestError(f"no such file: {questions}")
+        asked += [
+            line.strip()
+            for line in questions.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    if not asked:
+        raise RequestError("give a question, or --questions FILE with one question per line")
+    with Assistant.from_config(config, index=index) as assistant:
+        for number, text in enumerate(asked):
+            answer = assistant.ask(text, tenant=tenant, adapter=adapter)
+            if as_json:
+                json.dump(
+                    answer.to_dict(),
+                    sys.stdout,
+                    indent=None if len(asked) > 1 else 2,
+                    ensure_ascii=False,
+                )
+                sys.stdout.write("\n")
+                continue
+            if len(asked) > 1:
+                print(f"{'' if number == 0 else chr(10)}Q: {text}")
+            _print(answer)
+
+
+def _print(answer: Any) -> None:
+    print(answer.text)
+    print()
+    if answer.sentences and not answer.abstained:
+        for sentence in answer.sentences:
+            numbers = ", ".join(str(c.number) for c in sentence.citations) or "-"
+            print(
+                f"  {_MARKS.get(sentence.verdict, '?')} {sentence.verdict:<16} support {sentence.support:.2f}  [{numbers}]  {sentence.claim}"
+            )
+        print()
+    shown = answer.cited or answer.passages
+    if shown:
+        print("Sources:")
+        for number, passage in enumerate(shown, 1):
+            print(
+                f"  [{number}] {passage.source} chars {passage.start}-{passage.end}  {passage.title}".rstrip()
+            )
+    status = (
+        "abstained (" + (answer.abstain_reason or "") + ")"
+        if answer.abstained
+        else ("grounded" if answer.grounded else "NOT grounded")
+    )
+    adapter_note = f"{answer.adapter}@v{answer.adapter_version}" if answer.adapter else "base model"
+    print(
+        f"\n{status}; {adapter_note}; citation recall {answer.citation_recall:.2f}, "
+        f"precision {answer.citation_precision:.2f}; {answer.timings.total * 1000:.0f} ms"
+    )
+    for flag in answer.flags:
+        print(f"note: {flag}")
