@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         index,
         embedder=config.embedder.build(),
         settings=config.build_settings(),
+        rebuild=False,
     )
     rng = random.Random(args.seed)
     answerable = _common.read_jsonl(data / "questions.jsonl")
