@@ -29,6 +29,7 @@ import numpy as np
 
 from ragtune.check.citations import split_sentences
 from ragtune.check.signals import LEXICAL_SIGNALS, best_window, lexical_signals
+from ragtune.errors import ConfigError
 
 __all__ = [
     "Calibration",
@@ -126,8 +127,19 @@ class Calibration:
 
 def load_calibrations(path: Path = CALIBRATION_FILE) -> dict[str, Calibration]:
     """Calibrations by signal-set name (``lexical``, ``lexical+similarity``, ``all``)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return {name: Calibration.from_dict(entry) for name, entry in data["calibrations"].items()}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {name: Calibration.from_dict(entry) for name, entry in data["calibrations"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            str(path),
+            [
+                (
+                    "checker.calibration",
+                    f"not a calibration file ({exc}); make one with `ragtune check --calibrate`",
+                )
+            ],
+        ) from exc
 
 
 def signal_set(similarity: bool, evidence: bool) -> tuple[str, tuple[str, ...]]:
@@ -167,8 +179,15 @@ class SupportChecker:
         key, self.signals = signal_set(embedder is not None, evidence_model is not None)
         calibrations = calibrations if calibrations is not None else load_calibrations()
         if key not in calibrations:
-            raise ValueError(
-                f"no calibration for the signals {key!r}; fit one with ragtune check --calibrate"
+            raise ConfigError(
+                "checker",
+                [
+                    (
+                        "checker.signals",
+                        f"no calibration for the signals {key!r} (have: {', '.join(calibrations)}); "
+                        "fit one with `ragtune check --calibrate` or change checker.signals",
+                    )
+                ],
             )
         self.calibration = calibrations[key]
         self.threshold = self.calibration.threshold if min_support is None else min_support

@@ -108,3 +108,16 @@ def test_auroc_ties_and_edges() -> None:
     assert auroc([1, 2, 3], [False, True, True]) == 1.0
     with pytest.raises(ValueError):
         auroc([1.0], [True])
+
+
+def test_missing_or_broken_calibration_is_a_config_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ragtune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a calibration file"):
+        load_calibrations(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a calibration file"):
+        load_calibrations(tmp_path / "broken.json")
+    only_lexical = {"lexical": load_calibrations()["lexical"]}
+    with pytest.raises(ConfigError, match="no calibration for the signals 'lexical\\+evidence'"):
+        SupportChecker(evidence_model=object(), calibrations=only_lexical)  # type: ignore[arg-type]
