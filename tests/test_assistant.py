@@ -296,3 +296,20 @@ def test_cli_check_writes_one_line_per_claim(tmp_path: Path) -> None:
     bad.write_text('{"claim": 3}\n')
     result = CliRunner().invoke(app, ["check", str(bad), "--lexical-only"])
     assert result.exit_code != 0
+
+
+def test_cli_ask_with_a_missing_questions_file_is_explained(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    import yaml
+
+    from ragtune.cli import app
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(setup["raw"]))
+    result = CliRunner().invoke(
+        app, ["ask", "--questions", str(tmp_path / "nope.txt"), "--config", str(config)]
+    )
+    assert isinstance(result.exception, RequestError) and "no such file" in str(result.exception)
+    result = CliRunner().invoke(app, ["ask", "--config", str(config)])
+    assert isinstance(result.exception, RequestError) and "give a question" in str(result.exception)

@@ -83,3 +83,38 @@ def test_config_validate_command(tmp_path):
     assert ok.exit_code == 0 and "ok" in ok.output
     failed = runner.invoke(app, ["config", "validate", str(good), str(bad)])
     assert failed.exit_code == 1 and "retriever.top_k" in failed.output
+
+
+@pytest.mark.parametrize(
+    ("generator", "message"),
+    [
+        ({"adapter": {"type": "lora"}}, "give exactly one of ref"),
+        ({"adapter": {"type": "lora", "ref": "a/b", "path": "x"}}, "give exactly one of ref"),
+        ({"adapter": {"type": "ia3", "ref": "a/b"}}, "generator.adapter"),
+        ({"dtype": "fp8"}, "generator.dtype"),
+        ({"max_new_tokens": 0}, "generator.max_new_tokens"),
+    ],
+)
+def test_bad_generator_sections_name_the_field(generator: dict, message: str) -> None:  # type: ignore[type-arg]
+    from ragtune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config({"generator": generator})
+
+
+def test_bad_checker_and_guard_sections_name_the_field() -> None:
+    from ragtune.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            {
+                "checker": {"on_unsupported": "ignore", "signals": ["vibes"]},
+                "guard": {
+                    "denied_topics": [{"name": "x"}, {"name": "y", "patterns": ["(unclosed"]}]
+                },
+            }
+        )
+    message = str(info.value)
+    assert "checker.on_unsupported" in message and "checker.signals" in message
+    assert "give keywords, patterns or a description" in message
+    assert "not a valid regular expression" in message

@@ -18,6 +18,15 @@ def _registry(root: Path):  # type: ignore[no-untyped-def]
     return AdapterRegistry(root)
 
 
+def _version(text: str) -> int:
+    from ragtune.errors import AdapterNotFoundError
+
+    digits = text.strip().lower().removeprefix("v")
+    if not digits.isdigit() or int(digits) < 1:
+        raise AdapterNotFoundError(f"{text!r} is not a version: write v1, v2, ...")
+    return int(digits)
+
+
 @app.command("list")
 def list_(
     tenant: str | None = typer.Option(None, "--tenant", "-t"),
@@ -55,8 +64,7 @@ def promote(
     root: Path = _ROOT,
 ) -> None:
     """Make version vN current; running assistants use it from their next request."""
-    number = int(version.lstrip("v"))
-    resolved = _registry(root).promote(ref, number)
+    resolved = _registry(root).promote(ref, _version(version))
     print(f"{resolved.card.ref} is now current")
 
 
@@ -77,8 +85,8 @@ def diff(
     """Metrics and settings of two versions side by side."""
     registry = _registry(root)
     base = ref.split("@")[0]
-    one = registry.resolve(f"{base}@{a}").card
-    two = registry.resolve(f"{base}@{b}").card
+    one = registry.resolve(f"{base}@v{_version(a)}").card
+    two = registry.resolve(f"{base}@v{_version(b)}").card
     for section in ("metrics", "settings"):
         left, right = dict(getattr(one, section)), dict(getattr(two, section))
         for key in sorted(set(left) | set(right)):

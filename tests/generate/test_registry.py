@@ -156,3 +156,22 @@ def test_adapters_cli_lists_shows_promotes_and_rolls_back(
         "acme/support@v1 is now current"
         in run(app, ["adapters", "rollback", "acme/support", "--root", str(root)]).stdout
     )
+
+
+@pytest.mark.parametrize("version", ["vX", "v0", "1.5", ""])
+def test_adapters_cli_refuses_a_bad_version(
+    make_adapter: MakeAdapter, tmp_path: Path, version: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    root = tmp_path / "adapters"
+    AdapterRegistry(root).register(make_adapter("lora"))
+    result = CliRunner().invoke(
+        app, ["adapters", "promote", "acme/support", version, "--root", str(root)]
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, AdapterNotFoundError)
+    assert "is not a version" in str(result.exception)
+    assert AdapterRegistry(root).current_version("acme", "support") == 1
