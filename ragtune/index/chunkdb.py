@@ -8,6 +8,7 @@ never reused (AUTOINCREMENT), so a stale id cannot point at another chunk.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,18 @@ def _untenant(value: str) -> str | None:
     return value or None
 
 
+def _missing_columns(db: sqlite3.Connection) -> list[str]:
+    """Columns of :data:`_SCHEMA` that an existing database lacks, as ``table.column``."""
+    expected = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\n\);", _SCHEMA, re.S)
+    missing = []
+    for table, body in expected:
+        wanted = [line.split()[0] for line in body.strip().splitlines() if line.strip()]
+        wanted = [name for name in wanted if name.isidentifier() and name.upper() != "PRIMARY"]
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        missing += [f"{table}.{name}" for name in wanted if name not in have]
+    return missing
+
+
 class ChunkDB:
     """A connection to ``chunks.sqlite``; writes happen inside :meth:`transaction`."""
 
@@ -109,10 +122,17 @@ class ChunkDB:
                 self._db.executescript(_SCHEMA)
             else:
                 self._db.execute("SELECT count(*) FROM chunks").fetchone()
+                missing = _missing_columns(self._db)
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(
                 f"{path} is not a readable chunk table ({exc}); rebuild the index"
             ) from exc
+        if not create and missing:
+            self._db.close()
+            raise IndexCorruptError(
+                f"{path} lacks the columns {', '.join(missing)}: the index was built by an older "
+                "ragtune; rebuild it with `ragtune index build`"
+            )
 
     def close(self) -> None:
         self._db.close()

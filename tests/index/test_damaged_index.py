@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,16 @@ def test_corrupt_chunk_table(index, tmp_path, tiny_embedder):
     db.write_bytes(b"garbage" * 1000)
     with pytest.raises(IndexCorruptError, match=r"chunks.sqlite.*rebuild"):
         IndexStore.open(index)
+
+
+def test_chunk_table_from_an_older_release(index, tmp_path, tiny_embedder):
+    db_path = index / Manifest.read(index).generation / "chunks.sqlite"
+    with sqlite3.connect(db_path) as db:
+        db.execute("ALTER TABLE chunks DROP COLUMN n_vectors")
+    db.close()
+    _damage_and_check(
+        index, tmp_path, tiny_embedder, IndexCorruptError, r"chunks.n_vectors.*older ragtune"
+    )
 
 
 def test_unknown_format_version(index, tmp_path, tiny_embedder):
