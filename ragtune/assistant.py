@@ -104,7 +104,7 @@ class Assistant:
                     evidence_model=generator if "evidence" in cfg.checker.signals else None,
                     min_support=cfg.checker.min_support,
                 )
-                checker = SupportCitationChecker(scorer)
+                checker = SupportCitationChecker(scorer, attribute=cfg.checker.attribute_uncited)
             topics = [
                 DeniedTopic(
                     t.name, tuple(t.keywords), tuple(t.patterns), t.description, t.similarity
@@ -273,8 +273,13 @@ class Assistant:
             with self._span("check", tenant=tenant):
                 result = self.checker.check_answer(draft, cited, item.question)
             verdicts, recall, precision = result.verdicts, result.alce.recall, result.alce.precision
+            checked_text = result.text or draft
+        else:
+            checked_text = draft
         item.check_seconds = time.perf_counter() - started
-        decision = decide(verdicts, draft, cited, self.policy, checked=self.checker is not None)
+        decision = decide(
+            verdicts, checked_text, cited, self.policy, checked=self.checker is not None
+        )
         text, verdicts, abstained, reason = (
             decision.text,
             decision.verdicts,
@@ -300,6 +305,7 @@ class Assistant:
             grounded=decision.grounded,
             recall=recall,
             precision=precision,
+            dropped=decision.dropped,
         )
 
     def _abstain(
@@ -324,6 +330,7 @@ class Assistant:
         grounded: bool = False,
         recall: float = 0.0,
         precision: float = 0.0,
+        dropped: tuple[ClaimVerdict, ...] = (),
     ) -> Answer:
         timings = StageTimings(
             guard=item.guard_seconds,
@@ -351,6 +358,7 @@ class Assistant:
             citation_precision=round(precision, 4),
             flags=tuple(item.flags),
             draft=draft,
+            dropped=dropped,
         )
 
     def _span(self, name: str, **attributes: Any) -> Any:
@@ -387,6 +395,8 @@ class Decision:
     reason: str | None
     grounded: bool
     flags: tuple[str, ...] = ()
+    dropped: tuple[ClaimVerdict, ...] = ()
+    """The sentences ``drop`` removed (their verdicts stay in ``verdicts`` when abstaining)."""
 
 
 def decide(
@@ -420,7 +430,9 @@ def decide(
             return Decision(
                 _abstention_with_sources(cited), verdicts, True, "unsupported", False, flag
             )
-        return Decision(" ".join(v.sentence for v in kept), kept, False, None, True, flag)
+        return Decision(
+            " ".join(v.sentence for v in kept), kept, False, None, True, flag, tuple(failing)
+        )
     return Decision(
         draft, verdicts, False, None, False, (f"{len(failing)} unsupported sentence(s) kept",)
     )

@@ -339,6 +339,9 @@ class GeneratorConfig(_Strict):
     stop: list[str] = Field(default_factory=list, max_length=16)
     max_batch_size: int = Field(8, ge=1, le=256)
     max_loaded_adapters: int = Field(32, ge=1, le=4096)
+    examples: bool = Field(
+        True, description="show two worked examples (an answer with a marker, an abstention)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -349,6 +352,7 @@ class GeneratorConfig(_Strict):
         """Load the base model, open the registry and activate the configured adapter."""
         from ragtune.errors import AdapterMismatchError
         from ragtune.generate import AdapterRegistry, DecodeSettings, HFGenerator, load_base_model
+        from ragtune.generate.prompts import EXAMPLES
 
         base = load_base_model(
             self.model, cache_dir=self.cache_dir, device=self.device, dtype=self.dtype
@@ -366,6 +370,7 @@ class GeneratorConfig(_Strict):
             context_window=self.context_window,
             max_batch_size=self.max_batch_size,
             max_loaded=self.max_loaded_adapters,
+            examples=EXAMPLES if self.examples else (),
         )
         adapter = self.adapter
         if isinstance(adapter, TrainedAdapterConfig):
@@ -394,7 +399,11 @@ class CheckerConfig(_Strict):
     min_support: float | None = Field(
         None, ge=0.0, le=1.0, description="override the calibrated threshold (probability)"
     )
-    on_unsupported: Literal["abstain", "flag", "drop"] = "abstain"
+    on_unsupported: Literal["abstain", "flag", "drop"] = "drop"
+    attribute_uncited: bool = Field(
+        True,
+        description="give a sentence the model left without a marker the passage that supports it",
+    )
     calibration: Path | None = Field(
         None,
         description="a calibration file from `ragtune check --calibrate` (default: the shipped one)",

@@ -130,3 +130,7 @@ class GenerationError(RagtuneError):
 
 class RequestError(RagtuneError):
     """A question that cannot be taken as asked (empty, too long)."""
+
+
+class EvalError(RagtuneError):
+    """An evaluation cannot run or be read: a bad question file, a run folder in another state."""

@@ -134,6 +134,8 @@ class Citation:
     number: int
     passage: Passage | None
     """None when the number points past the passages the answer was written from."""
+    attributed: bool = False
+    """Added by the checker: the model wrote no marker and this passage supports the sentence."""
 
     @property
     def valid(self) -> bool:
@@ -163,7 +165,7 @@ class ClaimVerdict:
     """Without markers: what was checked."""
     start: int
     end: int
-    """Offsets of ``sentence`` in the answer text."""
+    """Offsets of the sentence in the draft, the text as the model wrote it."""
     citations: tuple[Citation, ...]
     support: float
     """Calibrated probability that the cited passages support the claim (0 without citations)."""
@@ -171,6 +173,11 @@ class ClaimVerdict:
     verdict: str
     """``supported``, ``unsupported``, ``no citation`` or ``invalid citation``."""
     signals: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def attributed(self) -> bool:
+        """Whether the citation was found by the checker rather than written by the model."""
+        return any(c.attributed for c in self.citations)
 
     @property
     def invalid_numbers(self) -> tuple[int, ...]:
@@ -216,16 +223,26 @@ class Answer:
     """Guardrail notes: injected instructions removed from a passage, redactions, dropped sentences."""
     draft: str = ""
     """The generator's text before abstention, dropping or redaction changed it."""
+    dropped: tuple[ClaimVerdict, ...] = ()
+    """Sentences of the draft that ``on_unsupported: drop`` removed from the answer."""
+
+    @property
+    def checked(self) -> tuple[ClaimVerdict, ...]:
+        """Every sentence of the draft the checker judged: those kept and those dropped."""
+        return self.sentences + self.dropped
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         data = asdict(self)
-        for sentence, verdict in zip(data["sentences"], self.sentences, strict=True):
+        pairs = [*zip(data["sentences"], self.sentences, strict=True)]
+        pairs += zip(data["dropped"], self.dropped, strict=True)
+        for sentence, verdict in pairs:
             sentence["citations"] = [
                 {
                     "number": c.number,
                     "valid": c.valid,
+                    "attributed": c.attributed,
                     "chunk_id": c.passage.chunk_id if c.passage else None,
                     "source": c.source,
                     "span": list(c.span),

@@ -139,7 +139,10 @@ def test_ask_returns_a_consistent_answer(assistant: Assistant) -> None:
     )
     assert answer.abstained or answer.sentences
     for sentence in answer.sentences:
-        assert answer.draft[sentence.start : sentence.end] == sentence.sentence
+        written = answer.draft[sentence.start : sentence.end]
+        assert written == sentence.sentence or (
+            sentence.attributed and sentence.sentence.startswith(written)
+        )
         assert sentence.verdict in {"supported", "unsupported", "no citation", "invalid citation"}
     assert answer.timings.total >= answer.timings.retrieve > 0
     assert answer.timings.generate > 0 and answer.timings.prefill > 0

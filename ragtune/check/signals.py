@@ -8,6 +8,16 @@ appears *somewhere* in a passage, rarely in the sentence the claim paraphrases).
 >>> s = lexical_signals("The motor is covered for five years.", ["The motor is covered for two years."])
 >>> s["numbers"], s["local_coverage"]         # the words match; the number does not
 (0.0, 1.0)
+
+A number must also sit in a sentence about the same thing: in "Express shipping costs 8.50
+pounds. European deliveries cost 12 pounds." the claim "Express shipping costs 12 pounds" finds
+its 12 only in a sentence without "express" or "shipping", so ``numbers`` is well below 1.
+
+>>> p = ["Express shipping costs 8.50 pounds. European deliveries cost 12 pounds per order."]
+>>> lexical_signals("Express shipping costs 12 pounds per order.", p)["numbers"]
+0.6
+>>> lexical_signals("Express shipping costs 8.50 pounds.", p)["numbers"]
+1.0
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from ragtune.check.citations import split_sentences
 __all__ = [
     "LEXICAL_SIGNALS",
     "best_window",
+    "bound_numbers",
     "content_words",
     "lexical_signals",
     "names",
@@ -266,6 +277,23 @@ def best_window(claim: str, passages: Sequence[str]) -> tuple[float, str, str]:
     return (max(best[0], 0.0), best[1], best[2])
 
 
+def bound_numbers(claim_numbers: set[str], wanted: set[str], passages: Sequence[str]) -> float:
+    """How well the claim's numbers are found *with what the claim says about them*: per number,
+    the best share of the claim's content words in a passage sentence holding that number (0
+    when no sentence holds it), averaged over the numbers; 1.0 for a claim without numbers."""
+    if not claim_numbers:
+        return 1.0
+    holders: dict[str, float] = dict.fromkeys(claim_numbers, 0.0)
+    for passage in passages:
+        for sentence, _a, _b in split_sentences(passage) or [(passage, 0, len(passage))]:
+            present = numbers(sentence) & claim_numbers
+            if present:
+                share = _share(wanted, set(content_words(sentence)))
+                for number in present:
+                    holders[number] = max(holders[number], share)
+    return round(sum(holders.values()) / len(holders), 4)
+
+
 def lexical_signals(claim: str, passages: Sequence[str]) -> dict[str, float]:
     """Coverage of the claim's content words, numbers and names by the cited text, and a
     negation mismatch against the best-matching passage sentence (all in [0, 1])."""
@@ -281,7 +309,7 @@ def lexical_signals(claim: str, passages: Sequence[str]) -> dict[str, float]:
     return {
         "coverage": _share(wanted, set(content_words(text))),
         "local_coverage": local,
-        "numbers": _share(claim_numbers, numbers(text)),
+        "numbers": bound_numbers(claim_numbers, wanted, passages),
         "names": _share(claim_names, names(text) | words_in_text),
         "negation": negation,
     }

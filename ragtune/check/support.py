@@ -28,7 +28,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragtune.check.citations import split_sentences
-from ragtune.check.signals import LEXICAL_SIGNALS, best_window, lexical_signals
+from ragtune.check.signals import (
+    LEXICAL_SIGNALS,
+    best_window,
+    content_words,
+    lexical_signals,
+    numbers,
+)
 from ragtune.errors import ConfigError
 
 __all__ = [
@@ -142,6 +148,11 @@ def load_calibrations(path: Path = CALIBRATION_FILE) -> dict[str, Calibration]:
         ) from exc
 
 
+def checkable(claim: str) -> bool:
+    """Whether a claim says something a passage could support: a content word or a number."""
+    return bool(content_words(claim) or numbers(claim))
+
+
 def signal_set(similarity: bool, evidence: bool) -> tuple[str, tuple[str, ...]]:
     names = list(LEXICAL_SIGNALS)
     if similarity:
@@ -205,8 +216,13 @@ class SupportChecker:
         return rows
 
     def score_many(self, items: Sequence[ClaimItem]) -> list[SupportScore]:
+        """Scores in order. A claim with nothing to check (no content word, number or name:
+        "Yes.", stray symbols) scores 0: no passage can be said to support it."""
         scores = []
-        for row in self.signals_for(items):
+        for item, row in zip(items, self.signals_for(items), strict=True):
+            if not checkable(item.claim):
+                scores.append(SupportScore(0.0, False, row))
+                continue
             probability = self.calibration.probability(row)
             scores.append(SupportScore(probability, probability >= self.threshold, row))
         return scores

@@ -67,10 +67,13 @@ def _print(answer: Any) -> None:
     print(answer.text)
     print()
     if answer.sentences and not answer.abstained:
-        for sentence in answer.sentences:
+        for sentence in answer.checked:
             numbers = ", ".join(str(c.number) for c in sentence.citations) or "-"
+            verdict = f"{sentence.verdict}{' (dropped)' if sentence in answer.dropped else ''}"
+            how = "  attributed by the checker" if sentence.attributed else ""
             print(
-                f"  {_MARKS.get(sentence.verdict, '?')} {sentence.verdict:<16} support {sentence.support:.2f}  [{numbers}]  {sentence.claim}"
+                f"  {_MARKS.get(sentence.verdict, '?')} {verdict:<26} support {sentence.support:.2f}  "
+                f"[{numbers}]  {sentence.claim}{how}"
             )
         print()
     shown = answer.cited or answer.passages

@@ -40,7 +40,7 @@ from ragtune.generate.adapters import (
     read_adapter,
 )
 from ragtune.generate.batching import BASE_ADAPTER, Row, make_batch, select_rows, step_inputs
-from ragtune.generate.prompts import INSTRUCTION, Prompt, build_prompt
+from ragtune.generate.prompts import INSTRUCTION, Example, Prompt, build_prompt
 from ragtune.generate.registry import AdapterRegistry, ResolvedAdapter, parse_ref
 from ragtune.types import Generation, Passage
 
@@ -166,6 +166,7 @@ class HFGenerator:
         max_batch_size: int = 8,
         max_loaded: int = 32,
         instruction: str = INSTRUCTION,
+        examples: Sequence[Example] = (),
     ) -> None:
         self.base = base
         self.model = base.model
@@ -173,6 +174,7 @@ class HFGenerator:
         self.registry = registry
         self.settings = settings or DecodeSettings()
         self.instruction = instruction
+        self.examples = tuple(examples)
         limit = min(int(getattr(self.model.config, "max_position_embeddings", 0) or 8192), 8192)
         self.context_window = min(context_window or limit, limit)
         if self.context_window < 64:
@@ -354,6 +356,7 @@ class HFGenerator:
                 context_window=self.context_window - virtual_tokens,
                 reserve=reserve,
                 instruction=self.instruction,
+                examples=self.examples,
             )
         except ValueError as exc:
             raise GenerationError(f"{exc}: shorten the question or lower max_new_tokens") from exc

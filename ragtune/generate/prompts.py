@@ -5,6 +5,10 @@ and a user message with the passages numbered ``[1]..[k]`` (each with its title)
 question. The instruction asks for an answer taken only from the passages, the passage number
 after each sentence, and :data:`ABSTENTION` word for word when the passages do not hold the answer.
 
+With ``examples`` (:data:`EXAMPLES`, on by default in the config) two worked turns come before
+the real question: one answered with a marker, one answered with the abstention sentence. A
+small base model copies their form far more reliably than it follows the instruction alone.
+
 Passages are cut to fit the context window with room reserved for the answer: whole passages are
 taken in rank order while they fit, the first that does not fit is cut at a token boundary when a
 useful part of it fits, and the rest are left out. ``[n]`` always means the n-th passage the
@@ -25,8 +29,10 @@ from typing import Any, Protocol
 
 __all__ = [
     "ABSTENTION",
+    "EXAMPLES",
     "INSTRUCTION",
     "MIN_PASSAGE_TOKENS",
+    "Example",
     "Prompt",
     "PromptPassage",
     "TokenCounter",
@@ -87,11 +93,44 @@ class Prompt:
     """For each prompt passage, its index in the passages the caller gave."""
     dropped: int
     """How many of the given passages did not fit at all."""
+    examples: int = 0
+    """How many worked examples the prompt shows (0 when they did not fit)."""
 
     @property
     def cut(self) -> bool:
         """Whether any passage was shortened or left out to fit."""
         return self.dropped > 0 or any(p.cut for p in self.passages)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A worked turn shown before the question: passages, a question, and the right answer."""
+
+    question: str
+    passages: tuple[PromptPassage, ...]
+    answer: str
+
+
+_LIBRARY = (
+    PromptPassage(
+        "Opening hours",
+        "The Northfield library opens at 9 am and closes at 6 pm on weekdays. "
+        "On Saturdays it closes at 1 pm.",
+    ),
+    PromptPassage(
+        "Library cards",
+        "A library card is free for residents of Northfield. Visitors pay 20 euros a year.",
+    ),
+)
+EXAMPLES = (
+    Example(
+        "How much does a library card cost for a visitor?",
+        _LIBRARY,
+        "A library card costs visitors 20 euros a year [2].",
+    ),
+    Example("Who founded the Northfield library?", _LIBRARY, ABSTENTION),
+)
+"""The worked examples: one answer citing its passage, one question the passages do not answer."""
 
 
 def is_abstention(text: str) -> bool:
@@ -123,15 +162,28 @@ def format_passages(passages: Sequence[PromptPassage]) -> str:
 
 
 def build_messages(
-    question: str, passages: Sequence[PromptPassage], *, instruction: str = INSTRUCTION
+    question: str,
+    passages: Sequence[PromptPassage],
+    *,
+    instruction: str = INSTRUCTION,
+    examples: Sequence[Example] = (),
 ) -> list[dict[str, str]]:
-    """The chat messages: the instruction as the system message, passages then question as the user's.
+    """The chat messages: the instruction as the system message, then each example as a user
+    turn and its answer, then the passages and question as the last user turn.
 
     With no passages the user message says so, and the instruction still asks for the abstention.
     """
+    messages = [{"role": "system", "content": instruction}]
+    for example in examples:
+        messages.append({"role": "user", "content": _user_turn(example.question, example.passages)})
+        messages.append({"role": "assistant", "content": example.answer})
+    messages.append({"role": "user", "content": _user_turn(question, passages)})
+    return messages
+
+
+def _user_turn(question: str, passages: Sequence[PromptPassage]) -> str:
     block = format_passages(passages) if passages else "(no passages were found)"
-    user = f"Passages:\n{block}\n\nQuestion: {question.strip()}"
-    return [{"role": "system", "content": instruction}, {"role": "user", "content": user}]
+    return f"Passages:\n{block}\n\nQuestion: {question.strip()}"
 
 
 def fit_passages(
@@ -177,15 +229,27 @@ def build_prompt(
     context_window: int,
     reserve: int,
     instruction: str = INSTRUCTION,
+    examples: Sequence[Example] = (),
 ) -> Prompt:
     """Render the chat prompt for ``question`` over as many of ``passages`` as fit.
 
-    ``reserve`` tokens are kept free for the answer. Raises ``ValueError`` when even the
-    question and instruction alone do not fit; the caller turns that into its own error.
+    ``reserve`` tokens are kept free for the answer. The ``examples`` are left out when they
+    would take more than half the room the passages would otherwise have (a short context
+    window): the passages matter more. Raises ``ValueError`` when even the question and
+    instruction alone do not fit; the caller turns that into its own error.
     """
     counter = TokenizerCounter(tokenizer)
     skeleton = _render(tokenizer, build_messages(question, [], instruction=instruction))
     budget = context_window - reserve - len(skeleton)
+    if examples:
+        shown = _render(
+            tokenizer, build_messages(question, [], instruction=instruction, examples=examples)
+        )
+        with_examples = context_window - reserve - len(shown)
+        if with_examples >= budget / 2:
+            budget = with_examples
+        else:
+            examples = ()
     if budget < 0:
         raise ValueError(
             f"the question and instruction take {len(skeleton)} tokens; with {reserve} reserved "
@@ -193,10 +257,14 @@ def build_prompt(
         )
     # A little slack: the passage block joins with the text around it, and BPE merges at joins.
     kept, indices = fit_passages(passages, counter, max(budget - 8, 0))
-    ids = _render(tokenizer, build_messages(question, kept, instruction=instruction))
+    ids = _render(
+        tokenizer, build_messages(question, kept, instruction=instruction, examples=examples)
+    )
     while len(ids) > context_window - reserve and kept:
         kept, indices = kept[:-1], indices[:-1]
-        ids = _render(tokenizer, build_messages(question, kept, instruction=instruction))
+        ids = _render(
+            tokenizer, build_messages(question, kept, instruction=instruction, examples=examples)
+        )
     text = tokenizer.decode(ids)
     return Prompt(
         text=text,
@@ -204,6 +272,7 @@ def build_prompt(
         passages=tuple(kept),
         source_indices=tuple(indices),
         dropped=len(passages) - len(kept),
+        examples=len(examples),
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from ragtune.generate.prompts import (
     ABSTENTION,
+    EXAMPLES,
     INSTRUCTION,
     PromptPassage,
     build_messages,
@@ -56,8 +57,35 @@ def test_messages_hold_instruction_passages_and_question() -> None:
     )
 
 
+def test_examples_come_as_turns_before_the_question() -> None:
+    messages = build_messages(
+        "How long?", [PromptPassage("Returns", "Thirty days.")], examples=EXAMPLES
+    )
+    roles = [m["role"] for m in messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert messages[2]["content"].endswith("[2].") and messages[4]["content"] == ABSTENTION
+    assert messages[-1]["content"].endswith("Question: How long?")
+    assert "[1] Returns" in messages[-1]["content"]
+
+
+def test_examples_take_their_room_from_the_passages() -> None:
+    tokenizer = make_tokenizer()
+    passages = [P(f"title {i}", "Items can be returned within 30 days. " * 12) for i in range(6)]
+    plain = build_prompt(tokenizer, "How long?", passages, context_window=1500, reserve=64)
+    shown = build_prompt(
+        tokenizer, "How long?", passages, context_window=1500, reserve=64, examples=EXAMPLES
+    )
+    assert len(shown.token_ids) <= 1500 - 64
+    assert len(shown.passages) < len(plain.passages)
+    assert EXAMPLES[0].question in shown.text and shown.examples == 2
+    short = build_prompt(
+        tokenizer, "How long?", passages, context_window=900, reserve=64, examples=EXAMPLES
+    )
+    assert short.examples == 0 and EXAMPLES[0].question not in short.text  # passages first
+
+
 def test_no_passages_says_so() -> None:
-    assert "(no passages were found)" in build_messages("Why?", [])[1]["content"]
+    assert "(no passages were found)" in build_messages("Why?", [])[-1]["content"]
 
 
 def test_whole_passages_fit_in_rank_order() -> None:
