@@ -15,6 +15,7 @@ from ragtune.cli.adapters_cmd import app as adapters_app
 from ragtune.cli.ask_cmd import ask
 from ragtune.cli.check_cmd import check
 from ragtune.cli.config_cmd import app as config_app
+from ragtune.cli.eval_cmd import app as eval_app
 from ragtune.cli.index_cmd import app as index_app
 
 __all__ = ["app", "main"]
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(index_app, name="index")
 app.add_typer(config_app, name="config")
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(eval_app, name="eval")
 app.command("ask")(ask)
 app.command("check")(check)
 

@@ -1,5 +1,54 @@
-"""Evaluation: metrics (pure functions) now; runs, comparisons and reports build on them."""
+"""Evaluation: run a question set through the Assistant, summarise, compare, and report.
 
-from ragtune.eval.metrics import exact_match, normalise, token_f1
+>>> from ragtune.eval import evaluate, load_run, compare_runs   # doctest: +SKIP
+>>> result = evaluate("configs/default.yaml", "qa.jsonl", "runs/base", limit=100)
+"""
 
-__all__ = ["exact_match", "normalise", "token_f1"]
+from ragtune.eval.compare import Comparison, MetricDelta, Regression, compare_runs, drift
+from ragtune.eval.metrics import (
+    answer_recall_at_k,
+    contains_answer,
+    exact_match,
+    normalise,
+    recall_at_k,
+    reciprocal_rank,
+    token_f1,
+)
+from ragtune.eval.questions import EvalQuestion, read_questions, select_questions
+from ragtune.eval.report import Failure, Run, load_run, worst_failures, write_report
+from ragtune.eval.runner import RunResult, evaluate, read_records, run_eval
+from ragtune.eval.stats import Estimate, bootstrap, paired_bootstrap
+from ragtune.eval.summary import METRICS, Metric, summarise
+
+__all__ = [
+    "METRICS",
+    "Comparison",
+    "Estimate",
+    "EvalQuestion",
+    "Failure",
+    "Metric",
+    "MetricDelta",
+    "Regression",
+    "Run",
+    "RunResult",
+    "answer_recall_at_k",
+    "bootstrap",
+    "compare_runs",
+    "contains_answer",
+    "drift",
+    "evaluate",
+    "exact_match",
+    "load_run",
+    "normalise",
+    "paired_bootstrap",
+    "read_questions",
+    "read_records",
+    "recall_at_k",
+    "reciprocal_rank",
+    "run_eval",
+    "select_questions",
+    "summarise",
+    "token_f1",
+    "worst_failures",
+    "write_report",
+]

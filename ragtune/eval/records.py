@@ -13,7 +13,7 @@ from typing import Any
 from ragtune.eval.questions import EvalQuestion
 from ragtune.types import Answer, Passage
 
-__all__ = ["RECORD_VERSION", "passage_key", "record_for"]
+__all__ = ["RECORD_VERSION", "passage_key", "passage_row", "record_for"]
 
 RECORD_VERSION = 1
 
@@ -26,7 +26,8 @@ def passage_key(passage: Passage) -> str:
     return str(found) if found is not None else passage.source
 
 
-def _passage(passage: Passage, *, text: bool) -> dict[str, Any]:
+def passage_row(passage: Passage, *, text: bool = True) -> dict[str, Any]:
+    """A passage as a record stores it."""
     row: dict[str, Any] = {
         "id": passage_key(passage),
         "chunk_id": passage.chunk_id,
@@ -69,8 +70,8 @@ def record_for(
         ],
         "citation_recall": answer.citation_recall,
         "citation_precision": answer.citation_precision,
-        "ranking": [_passage(p, text=True) for p in ranking],
-        "cited": [_passage(p, text=True) for p in answer.cited],
+        "ranking": [passage_row(p) for p in ranking],
+        "cited": [passage_row(p) for p in answer.cited],
         "timings_ms": {k: round(v * 1000.0, 2) for k, v in vars(answer.timings).items()},
         "adapter": answer.adapter,
         "adapter_version": answer.adapter_version,
