@@ -4,7 +4,14 @@
 >>> result = evaluate("configs/default.yaml", "qa.jsonl", "runs/base", limit=100)
 """
 
-from ragtune.eval.compare import Comparison, MetricDelta, Regression, compare_runs, drift
+from ragtune.eval.compare import (
+    Comparison,
+    MetricDelta,
+    Regression,
+    compare_runs,
+    comparison_table,
+    drift,
+)
 from ragtune.eval.metrics import (
     answer_recall_at_k,
     contains_answer,
@@ -15,7 +22,19 @@ from ragtune.eval.metrics import (
     token_f1,
 )
 from ragtune.eval.questions import EvalQuestion, read_questions, select_questions
-from ragtune.eval.report import Failure, Run, load_run, worst_failures, write_report
+from ragtune.eval.report import (
+    Failure,
+    Run,
+    failures_list,
+    load_run,
+    metrics_table,
+    plot_latency,
+    plot_metrics,
+    plot_recall,
+    plot_support,
+    worst_failures,
+    write_report,
+)
 from ragtune.eval.runner import RunResult, evaluate, read_records, run_eval
 from ragtune.eval.stats import Estimate, bootstrap, paired_bootstrap
 from ragtune.eval.summary import METRICS, Metric, summarise
@@ -34,13 +53,20 @@ __all__ = [
     "answer_recall_at_k",
     "bootstrap",
     "compare_runs",
+    "comparison_table",
     "contains_answer",
     "drift",
     "evaluate",
     "exact_match",
+    "failures_list",
     "load_run",
+    "metrics_table",
     "normalise",
     "paired_bootstrap",
+    "plot_latency",
+    "plot_metrics",
+    "plot_recall",
+    "plot_support",
     "read_questions",
     "read_records",
     "recall_at_k",

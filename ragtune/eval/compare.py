@@ -16,7 +16,7 @@ from typing import Any
 from ragtune.eval.stats import Estimate, paired_bootstrap
 from ragtune.eval.summary import METRICS, metric_parts, value
 
-__all__ = ["Comparison", "MetricDelta", "Regression", "compare_runs", "drift"]
+__all__ = ["Comparison", "MetricDelta", "Regression", "compare_runs", "comparison_table", "drift"]
 
 Record = Mapping[str, Any]
 
@@ -107,3 +107,22 @@ def drift(
             if old and new is not None and new > old * (1.0 + max_latency_increase):
                 found.append(Regression(f"latency_ms.{key}", old, new))
     return found
+
+
+def comparison_table(result: Comparison, a: str = "A", b: str = "B") -> str:
+    """A comparison as a Markdown table: A, B, B - A with its 95% interval, and the verdict."""
+    lines = [
+        f"| metric | {a} | {b} | {b} - {a} | 95% interval | n | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in result.metrics:
+        if d.delta is None or d.a is None or d.b is None:
+            lines.append(f"| {d.name} | - | - | - | - | 0 | |")
+            continue
+        verdict = "" if d.verdict == "no change" else f"**{d.verdict}**"
+        lines.append(
+            f"| {d.name} | {d.a:.3f} | {d.b:.3f} | {d.delta.value:+.3f} | "
+            f"[{d.delta.low:+.3f}, {d.delta.high:+.3f}] | {d.delta.n} | {verdict} |"
+        )
+    lines.append(f"\nPaired on {result.paired} questions.")
+    return "\n".join(lines)

@@ -24,7 +24,19 @@ from ragtune.eval.metrics import answer_recall_at_k, contains_answer, token_f1
 from ragtune.eval.runner import RUN_FILE, SUMMARY, read_records
 from ragtune.eval.summary import METRICS, STAGES, recall_curve, value
 
-__all__ = ["Failure", "Run", "load_run", "worst_failures", "write_report"]
+__all__ = [
+    "Failure",
+    "Run",
+    "failures_list",
+    "load_run",
+    "metrics_table",
+    "plot_latency",
+    "plot_metrics",
+    "plot_recall",
+    "plot_support",
+    "worst_failures",
+    "write_report",
+]
 
 Record = Mapping[str, Any]
 
@@ -243,6 +255,31 @@ def _passages_text(record: Record, limit: int = 3, chars: int = 300) -> list[str
     return shown
 
 
+def metrics_table(runs: Sequence[Run]) -> str:
+    """Every metric of the runs with its 95% interval, as a Markdown table."""
+    header = ["metric", *[r.name for r in runs]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in _metric_rows(runs)]
+    return "\n".join(lines)
+
+
+def failures_list(run: Run, n: int = 10) -> str:
+    """The run's worst failures (see :func:`worst_failures`) as a Markdown list."""
+    worst = worst_failures(run.records, n)
+    if not worst:
+        return "No failures of the kinds listed."
+    lines = []
+    for failure in worst:
+        r = failure.record
+        lines += [
+            f"- **{failure.kind}** `{r['id']}`: {r['question']}",
+            f"  - answer: {_answer_text(r)}",
+            f"  - gold: {_golds(r)}",
+            *[f"  - {line}" for line in _passages_text(r)],
+        ]
+    return "\n".join(lines)
+
+
 def write_report(runs: Sequence[Run], out: Path, *, failures: int = 10) -> tuple[Path, Path]:
     """Write ``report.md`` (with ``report_files/*.png``) and ``report.html`` into ``out``."""
     if not runs:
@@ -261,26 +298,12 @@ def write_report(runs: Sequence[Run], out: Path, *, failures: int = 10) -> tuple
             f"- **{run.name}** ({run.folder}): {run.summary.get('n')} questions "
             f"({run.summary.get('answerable')} answerable, {run.summary.get('unanswerable')} unanswerable)"
         )
-    md += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(row) + " |" for row in rows]
-    md.append("")
+    md += ["", metrics_table(runs), ""]
     for key, title, _plot in _PLOTS:
         md += [f"## {title}", "", f"![{title}](report_files/{key}.png)", ""]
     md += ["## Worst failures", ""]
     for run in runs:
-        md += [f"### {run.name}", ""]
-        worst = worst_failures(run.records, failures)
-        if not worst:
-            md += ["No failures of the kinds listed.", ""]
-        for failure in worst:
-            r = failure.record
-            md += [
-                f"- **{failure.kind}** `{r['id']}`: {r['question']}",
-                f"  - answer: {_answer_text(r)}",
-                f"  - gold: {_golds(r)}",
-                *[f"  - {line}" for line in _passages_text(r)],
-            ]
-        md.append("")
+        md += [f"### {run.name}", "", failures_list(run, failures), ""]
     md_path = out / "report.md"
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     html_path = out / "report.html"

@@ -14,49 +14,8 @@ from ragtune.cli import app
 from ragtune.errors import EvalError
 from ragtune.eval import read_records, run_eval
 from ragtune.eval.questions import read_questions
+from tests.eval.records import PASSAGES, QUESTIONS, UNANSWERABLE
 from tests.generate.tiny import save_tiny
-
-PASSAGES = [
-    {
-        "id": "returns#0",
-        "title": "Returns",
-        "text": "Items can be returned within 30 days of delivery.",
-    },
-    {
-        "id": "warranty#0",
-        "title": "Warranty",
-        "text": "The blender motor is covered for five years.",
-    },
-    {
-        "id": "shipping#0",
-        "title": "Shipping",
-        "text": "Express shipping costs 8.50 pounds in the UK.",
-    },
-]
-QUESTIONS = [
-    {
-        "id": "q1",
-        "question": "How long can items be returned?",
-        "answers": ["30 days"],
-        "passage_id": "returns#0",
-    },
-    {
-        "id": "q2",
-        "question": "How long is the motor covered?",
-        "answers": ["five years"],
-        "passage_id": "warranty#0",
-    },
-    {
-        "id": "q3",
-        "question": "What does express shipping cost?",
-        "answers": ["8.50 pounds"],
-        "passage_id": "shipping#0",
-    },
-]
-UNANSWERABLE = [
-    {"id": "u1", "question": "Who founded the company?", "answers": [], "answerable": False},
-    {"id": "u2", "question": "What colour is the logo?", "answers": [], "answerable": False},
-]
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
