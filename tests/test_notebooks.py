@@ -135,6 +135,8 @@ def test_adapters_compare_notebook(tiny_set: dict[str, Any]) -> None:
     assert text.count("Paired on 4 questions") == 3
     for name in ("base", "prompt", "prefix", "lora"):
         records = (root / "runs" / "adapters" / name / "records.jsonl").read_text().splitlines()
-        used = {(json.loads(line)["adapter"], json.loads(line)["adapter_version"]) for line in records}
+        used = {
+            (json.loads(line)["adapter"], json.loads(line)["adapter_version"]) for line in records
+        }
         assert used == ({(None, None)} if name == "base" else {(f"acme/{name}", 1)}), used
     assert (root / "runs" / "report" / "report.html").is_file()
