@@ -3,23 +3,21 @@
 The Assistant built from the config (default: the embedded SmolLM2 with no adapter, hybrid
 retrieval, the calibrated checker) answers a seeded sample of answerable questions
 (``questions.jsonl``) and unanswerable ones (``unanswerable.jsonl``) over an index of
-``passages.jsonl``, one question at a time so the latencies are a user's. Reported: SQuAD EM and
-token F1 on answerable questions (an abstention scores 0), ALCE citation recall and precision,
-the share of sentences the checker supports, abstention on answerable and on unanswerable
-questions, and p50/p95 latency per stage.
+``passages.jsonl``, one question at a time so the latencies are a user's. It is exactly
+``ragtune eval`` (same code, same summary.json); this script adds the index build, the F1 of the
+raw drafts (before the checker) and a Markdown table. The run folder is resumable: rerunning
+the same command after an interruption continues it.
 
 Rerun (from the repository root)::
 
-    .venv/bin/python benchmarks/answer_quality.py --data ../shared/data/squad-dev --answerable 300 --unanswerable 300
+    .venv/bin/python benchmarks/answer_quality.py --data ../shared/data/squad-dev --answerable 300
 
-Results go to ``benchmarks/out/answer_quality.json`` (and one line per question in
-``answer_quality.records.jsonl``).
+Results go to ``benchmarks/out/answer_quality.json``; the run (records.jsonl, summary.json) to
+``benchmarks/out/runs/answer_quality-seed<S>``.
 """
 
 from __future__ import annotations
 
-import json
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -32,8 +30,7 @@ import _common
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = _common.parser(__doc__.splitlines()[0])
-    p.add_argument("--answerable", type=int, default=300)
-    p.add_argument("--unanswerable", type=int, default=300)
+    p.add_argument("--answerable", type=int, default=300, help="questions from each file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--on-unsupported", choices=["abstain", "flag", "drop"], help="override the config"
@@ -43,17 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.data, ["passages.jsonl", "questions.jsonl", "unanswerable.jsonl"]
     )
 
-    from ragtune import Assistant, load_config
+    from ragtune import load_config
     from ragtune.check.citations import strip_markers
-    from ragtune.eval.metrics import exact_match, token_f1
+    from ragtune.eval import evaluate
+    from ragtune.eval.metrics import token_f1
+    from ragtune.eval.summary import METRICS, value
 
     config = load_config(args.config)
     if args.on_unsupported:
-        config = config.model_copy(
-            update={
-                "checker": config.checker.model_copy(update={"on_unsupported": args.on_unsupported})
-            }
-        )
+        checker = config.checker.model_copy(update={"on_unsupported": args.on_unsupported})
+        config = config.model_copy(update={"checker": checker})
     index = args.out / "indexes" / "squad-passages"
     _common.ensure_index(
         [data / "passages.jsonl"],
@@ -62,128 +58,73 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings=config.build_settings(),
         rebuild=False,
     )
-    rng = random.Random(args.seed)
-    answerable = _common.read_jsonl(data / "questions.jsonl")
-    unanswerable = _common.read_jsonl(data / "unanswerable.jsonl")
-    sample = rng.sample(answerable, args.answerable) + rng.sample(unanswerable, args.unanswerable)
-    rng.shuffle(sample)
-
-    records = []
+    suffix = f"-{args.on_unsupported}" if args.on_unsupported else ""
+    run_dir = args.out / "runs" / f"answer_quality-seed{args.seed}{suffix}"
     started = time.perf_counter()
-    with Assistant.from_config(config, index=index) as assistant:
-        assistant.ask("warm-up question about the data?")
-        for n, q in enumerate(sample, 1):
-            answer = assistant.ask(q["question"])
-            prediction = "" if answer.abstained else strip_markers(answer.text)
-            golds = q.get("answers") or []
-            records.append(
-                {
-                    "id": q["id"],
-                    "answerable": bool(golds),
-                    "abstained": answer.abstained,
-                    "abstain_reason": answer.abstain_reason,
-                    "em": exact_match(prediction, golds) if golds else None,
-                    "f1": token_f1(prediction, golds) if golds else None,
-                    "draft_f1": token_f1(strip_markers(answer.draft), golds) if golds else None,
-                    "citation_recall": answer.citation_recall,
-                    "citation_precision": answer.citation_precision,
-                    "sentences": len(answer.sentences),
-                    "supported": sum(s.supported for s in answer.sentences),
-                    "grounded": answer.grounded,
-                    "retrieved": [p.chunk_id for p in answer.passages],
-                    "gold_passage": q.get("passage_id"),
-                    "timings": vars(answer.timings),
-                    "text": answer.text,
-                    "draft": answer.draft,
-                }
-            )
-            if n % 10 == 0:
-                print(
-                    f"  {n}/{len(sample)} questions, {time.perf_counter() - started:.0f}s",
-                    flush=True,
-                )
-    ans = [r for r in records if r["answerable"]]
-    una = [r for r in records if not r["answerable"]]
-    checked = [r for r in records if r["sentences"] and not r["abstained"]]
-    answered = [r for r in records if not r["abstained"] and r["sentences"]]
+    last = [0.0]
 
-    def mean(values: list[float]) -> float:
-        return round(sum(values) / len(values), 4) if values else 0.0
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 30 or done == total:
+            last[0] = now
+            print(f"  {done}/{total} questions, {now - started:.0f}s", flush=True)
 
-    stages = ["guard", "retrieve", "generate", "prefill", "decode", "check", "total"]
-    latency = {
-        s: {
-            "p50": round(1000 * _common.percentile([r["timings"][s] for r in records], 50), 1),
-            "p95": round(1000 * _common.percentile([r["timings"][s] for r in records], 95), 1),
-        }
-        for s in stages
-    }
-    summary = {
-        "n": {"answerable": len(ans), "unanswerable": len(una)},
-        "em": mean([r["em"] for r in ans]),
-        "f1": mean([r["f1"] for r in ans]),
-        "draft_f1": mean([r["draft_f1"] for r in ans]),
-        "citation_recall": mean([r["citation_recall"] for r in answered]),
-        "citation_precision": mean([r["citation_precision"] for r in answered]),
-        "supported_sentences": round(
-            sum(r["supported"] for r in checked) / max(sum(r["sentences"] for r in checked), 1), 4
-        ),
-        "abstention_on_answerable": mean([float(r["abstained"]) for r in ans]),
-        "abstention_on_unanswerable": mean([float(r["abstained"]) for r in una]),
-        "abstain_reasons": {
-            k: sum(r["abstain_reason"] == k for r in records)
-            for k in {r["abstain_reason"] for r in records}
-            if k
-        },
-        "latency_ms": latency,
-    }
+    result = evaluate(
+        config,
+        data / "questions.jsonl",
+        run_dir,
+        unanswerable=data / "unanswerable.jsonl",
+        limit=args.answerable,
+        seed=args.seed,
+        index=index,
+        progress=progress,
+    )
+    from ragtune.eval import read_records
+
+    records = read_records(run_dir)
+    answerable = [r for r in records if r["answerable"]]
+    draft_f1 = sum(token_f1(strip_markers(r["draft"]), r["answers"]) for r in answerable) / max(
+        len(answerable), 1
+    )
+    summary = result.summary
     results = {
         "figure": "answer_quality",
         "machine": _common.machine_info(),
-        "config": config.model_dump(mode="json"),
+        "run": str(run_dir),
         "seed": args.seed,
-        "summary": summary,
+        "draft_f1": round(draft_f1, 4),
+        "summary": {k: v for k, v in summary.items() if k not in ("config",)},
+        "config": summary["config"],
     }
     path = _common.write_results(args.out, "answer_quality", results)
-    with open(args.out / "answer_quality.records.jsonl", "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
     print(
-        f"\n### Answer quality ({len(ans)} answerable + {len(una)} unanswerable, seed {args.seed})\n"
+        f"\n### Answer quality ({summary['answerable']} answerable + {summary['unanswerable']} "
+        f"unanswerable, seed {args.seed})\n"
     )
-    print(
-        _common.markdown_table(
+    rows = []
+    for metric in METRICS:
+        v = value(summary, metric.name)
+        low, high = summary["ci95"][metric.name]
+        rows.append(
             [
-                "EM",
-                "F1",
-                "F1 of drafts",
-                "citation recall",
-                "citation precision",
-                "supported sentences",
-                "abstain (answerable)",
-                "abstain (unanswerable)",
-            ],
-            [
-                [
-                    summary["em"],
-                    summary["f1"],
-                    summary["draft_f1"],
-                    summary["citation_recall"],
-                    summary["citation_precision"],
-                    summary["supported_sentences"],
-                    summary["abstention_on_answerable"],
-                    summary["abstention_on_unanswerable"],
-                ]
-            ],
+                metric.name,
+                "-" if v is None else v,
+                f"[{low}, {high}]",
+                summary["counts"][metric.name],
+            ]
         )
-    )
+    rows.append(["F1 of the raw drafts", round(draft_f1, 4), "", len(answerable)])
+    print(_common.markdown_table(["metric", "value", "95% interval", "n"], rows))
+    latency = summary["latency_ms"]
     print("\nLatency (ms):")
     print(
         _common.markdown_table(
-            ["stage", "p50", "p95"], [[s, v["p50"], v["p95"]] for s, v in latency.items()]
+            ["stage", "p50", "p95"],
+            [[s, v["p50"], v["p95"]] for s, v in latency["by_stage"].items()],
         )
     )
     print(f"abstain reasons: {summary['abstain_reasons']}")
+    print(f"attributed sentences: {summary['attributed_sentences']}")
     print(f"results: {path}")
     return 0
 
