@@ -454,6 +454,83 @@ class TelemetryConfig(_Strict):
     spans: bool = Field(True, description="OpenTelemetry spans per stage, when it is installed")
 
 
+class PromptTuningConfig(_Strict):
+    """A soft prompt: trainable input embeddings, initialised from a text."""
+
+    type: Literal["prompt"] = "prompt"
+    num_virtual_tokens: int | None = Field(
+        None, ge=1, le=512, description="default: as many as init_text has tokens"
+    )
+    init_text: str | None = Field(None, description="default: the grounded-answer instruction")
+
+
+class PrefixTuningConfig(_Strict):
+    """A prefix: trainable keys and values per layer, initialised from a text's own."""
+
+    type: Literal["prefix"] = "prefix"
+    num_virtual_tokens: int | None = Field(None, ge=1, le=512)
+    init_text: str | None = None
+
+
+class LoraTrainingConfig(_Strict):
+    """Low-rank updates on the attention (and optionally MLP) projections."""
+
+    type: Literal["lora"] = "lora"
+    r: int = Field(8, ge=1, le=256)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
+
+
+AdapterTrainingConfig = Annotated[
+    PromptTuningConfig | PrefixTuningConfig | LoraTrainingConfig, Field(discriminator="type")
+]
+
+
+class TrainDataConfig(_Strict):
+    """How questions become grounded examples (RAFT); see :mod:`ragtune.train.data`."""
+
+    passages: int = Field(4, ge=1, le=20, description="passages per example, gold included")
+    gold_share: float = Field(
+        0.8, ge=0.0, le=1.0, description="examples that keep the gold passage"
+    )
+    validation_share: float = Field(0.1, ge=0.0, lt=1.0, description="documents held out")
+    max_questions: int | None = Field(None, ge=1, description="cap on the questions used")
+
+
+class TrainLoopConfig(_Strict):
+    """The optimiser, schedule, batches, validation and checkpoints."""
+
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_share: float = Field(0.05, ge=0.0, lt=1.0)
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    batch_size: int = Field(4, ge=1, le=512)
+    grad_accum: int = Field(1, ge=1, le=512)
+    max_steps: int = Field(200, ge=1)
+    eval_every: int = Field(25, ge=1)
+    patience: int = Field(3, ge=1)
+    checkpoint_every: int = Field(25, ge=1)
+    max_length: int = Field(1024, ge=64, le=32768)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    seed: int = 0
+
+
+class TrainConfig(_Strict):
+    """``ragtune train``: the adapter kind and its shape, the data, and the loop."""
+
+    adapter: AdapterTrainingConfig = Field(default_factory=LoraTrainingConfig)
+    data: TrainDataConfig = Field(default_factory=TrainDataConfig)
+    loop: TrainLoopConfig = Field(default_factory=TrainLoopConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_default(cls, data: Any) -> Any:
+        return _default_type(data, "adapter", "lora")
+
+
 class RagtuneConfig(_Strict):
     """The whole configuration. Every section has a working default (the embedded setup)."""
 
@@ -467,6 +544,7 @@ class RagtuneConfig(_Strict):
     abstain: AbstainConfig = Field(default_factory=AbstainConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -134,3 +134,7 @@ class RequestError(RagtuneError):
 
 class EvalError(RagtuneError):
     """An evaluation cannot run or be read: a bad question file, a run folder in another state."""
+
+
+class TrainingError(RagtuneError):
+    """Training cannot start or go on: no usable examples, a bad setting for the data."""

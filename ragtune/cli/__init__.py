@@ -17,6 +17,7 @@ from ragtune.cli.check_cmd import check
 from ragtune.cli.config_cmd import app as config_app
 from ragtune.cli.eval_cmd import app as eval_app
 from ragtune.cli.index_cmd import app as index_app
+from ragtune.cli.train_cmd import train
 
 __all__ = ["app", "main"]
 
@@ -33,6 +34,7 @@ app.add_typer(adapters_app, name="adapters")
 app.add_typer(eval_app, name="eval")
 app.command("ask")(ask)
 app.command("check")(check)
+app.command("train")(train)
 
 
 def main() -> None:

@@ -343,9 +343,19 @@ class HFGenerator:
     # -- prompts ---------------------------------------------------------------------------------
 
     def prompt(
-        self, question: str, passages: Sequence[Passage], *, reserve: int, virtual_tokens: int = 0
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        *,
+        reserve: int,
+        virtual_tokens: int = 0,
+        examples: bool = True,
     ) -> Prompt:
-        """The grounded prompt for ``question`` over as many ``passages`` as fit."""
+        """The grounded prompt for ``question`` over as many ``passages`` as fit.
+
+        The worked examples (when the generator has them) are shown with ``examples`` only:
+        requests with an adapter go without, as adapters are trained without them.
+        """
         if not question.strip():
             raise GenerationError("the question is empty: ask something")
         try:
@@ -356,7 +366,7 @@ class HFGenerator:
                 context_window=self.context_window - virtual_tokens,
                 reserve=reserve,
                 instruction=self.instruction,
-                examples=self.examples,
+                examples=self.examples if examples else (),
             )
         except ValueError as exc:
             raise GenerationError(f"{exc}: shorten the question or lower max_new_tokens") from exc
@@ -467,6 +477,7 @@ class HFGenerator:
                 request.passages,
                 reserve=settings.max_new_tokens,
                 virtual_tokens=virtual,
+                examples=adapter is None,
             )
             ids = list(prompt.token_ids)
         rng = None

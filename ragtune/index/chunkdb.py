@@ -283,6 +283,17 @@ class ChunkDB:
         }
         return sorted(found)
 
+    def chunks_of(self, doc_ids: Sequence[str]) -> list[int]:
+        """Row ids of the documents' chunks, document by document, in text order."""
+        if not doc_ids:
+            return []
+        marks = ",".join("?" * len(doc_ids))
+        rows = self._db.execute(
+            f"SELECT id FROM chunks WHERE doc_id IN ({marks}) ORDER BY doc_id, ordinal",
+            list(doc_ids),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
     def documents(self) -> Iterator[StoredDocument]:
         rows = self._db.execute(
             "SELECT d.doc_id, d.tenant, d.sha256, d.title, d.metadata, d.ingested_at, "

@@ -201,6 +201,12 @@ class IndexStore:
     ) -> list[Passage]:
         return self.db.passages([int(i) for i in ids], [float(s) for s in scores])
 
+    def document_passages(self, key: str, *, tenant: str | None = None) -> list[Passage]:
+        """Every chunk of the documents ``key`` names (a JSONL ``id``, a doc id, a source or a
+        file path), in text order; empty when the index holds none."""
+        rows = self.db.chunks_of(self.db.find_documents(key, tenant=tenant))
+        return self.passages(rows, [1.0] * len(rows))
+
 
 class IndexUpdate:
     """One all-or-nothing change to an index folder (a context manager).

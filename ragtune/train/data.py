@@ -1,0 +1,173 @@
+"""Grounded training examples, in the manner of RAFT (Zhang et al., 2024, "RAFT: Adapting
+Language Model to Domain Specific RAG").
+
+For an answerable question the passages are the retriever's real top results for it (the
+distractors a model meets at inference), with the gold passage put at a random position; the
+target is the short answer followed by the gold passage's marker, ``"30 days [2]."``. For a
+share of answerable questions (``1 - gold_share``) the gold passage is left out, together with
+any distractor that happens to contain the answer, and the target is the abstention sentence:
+the model learns to say it does not know when the passages do not say. Unanswerable questions
+get their retrieved passages and the abstention sentence.
+
+Questions and targets are scrubbed of personal data (passages come from the index, scrubbed
+when indexed). Examples are split into training and validation *by document*, so no validation
+document is seen in training. Pure given the retrieval function; the same seed gives the same
+examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ragtune.eval.metrics import contains_answer
+from ragtune.eval.questions import EvalQuestion
+from ragtune.generate.prompts import ABSTENTION, PromptPassage
+from ragtune.ingest.pii import scrub
+
+__all__ = [
+    "DataSettings",
+    "DataSplit",
+    "TrainingExample",
+    "build_examples",
+    "examples_sha256",
+    "split_by_document",
+]
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    passages: int = 4
+    """Passages per example (the gold one included when it is kept)."""
+    gold_share: float = 0.8
+    """Share of answerable questions that keep their gold passage (RAFT's P)."""
+    validation_share: float = 0.1
+    """Share of documents held out for validation."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    question: str
+    passages: tuple[PromptPassage, ...]
+    target: str
+    document: str
+    """The document the question is about (its gold passage id), the unit of the split."""
+    kind: str
+    """``answer`` (gold passage shown), ``no gold`` (gold removed) or ``unanswerable``."""
+    gold_position: int | None = None
+    """1-based position of the gold passage, when shown."""
+
+
+Retrieve = Callable[[str, int], Sequence[tuple[str, PromptPassage]]]
+"""``retrieve(question, k)``: the top passages as ``(document id, passage)``, best first."""
+Lookup = Callable[[str, Sequence[str]], PromptPassage | None]
+"""``lookup(document id, answers)``: the gold passage (the document's chunk holding an answer),
+or None when the index does not hold the document."""
+
+
+def _clean(text: str) -> str:
+    return scrub(text).text
+
+
+def build_examples(
+    questions: Sequence[EvalQuestion],
+    retrieve: Retrieve,
+    lookup: Lookup,
+    settings: DataSettings = DataSettings(),
+) -> list[TrainingExample]:
+    """One example per usable question (see the module doc), in question order.
+
+    An answerable question is skipped when it names no ``passage_id`` or the index does not hold
+    that passage: RAFT needs to know which passage is the gold one.
+    """
+    if settings.passages < 1:
+        raise ValueError("each example needs at least one passage")
+    if not 0.0 <= settings.gold_share <= 1.0:
+        raise ValueError("gold_share is a share between 0 and 1")
+    rng = random.Random(settings.seed)
+    examples = []
+    for question in questions:
+        text = _clean(question.question)
+        if not question.answerable:
+            found = retrieve(question.question, settings.passages)
+            document = question.passage_id or (found[0][0] if found else question.id)
+            passages = tuple(p for _doc, p in found[: settings.passages])
+            examples.append(TrainingExample(text, passages, ABSTENTION, document, "unanswerable"))
+            continue
+        if not question.passage_id or not question.answers:
+            continue
+        gold = lookup(question.passage_id, question.answers)
+        if gold is None:
+            continue
+        found = retrieve(question.question, settings.passages + 8)
+        distractors = [p for doc, p in found if doc != question.passage_id]
+        keep_gold = rng.random() < settings.gold_share
+        if keep_gold:
+            chosen = distractors[: settings.passages - 1]
+            position = rng.randint(0, len(chosen))
+            chosen.insert(position, gold)
+            target = f"{_clean(question.answers[0]).strip().rstrip('.')} [{position + 1}]."
+            examples.append(
+                TrainingExample(
+                    text, tuple(chosen), target, question.passage_id, "answer", position + 1
+                )
+            )
+        else:
+            # Without the gold passage the answer must truly be absent, or "I don't know" is a lie.
+            clean = [p for p in distractors if not contains_answer(p.text, question.answers)]
+            examples.append(
+                TrainingExample(
+                    text,
+                    tuple(clean[: settings.passages]),
+                    ABSTENTION,
+                    question.passage_id,
+                    "no gold",
+                )
+            )
+    return examples
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    train: tuple[TrainingExample, ...]
+    validation: tuple[TrainingExample, ...]
+
+
+def split_by_document(
+    examples: Sequence[TrainingExample], share: float, seed: int = 0
+) -> DataSplit:
+    """Hold out about ``share`` of the documents (with all their examples) for validation.
+
+    A document goes to validation when a seeded hash of its id falls under ``share``, so the
+    split does not depend on which other documents are present. At least one document is held
+    out when there are two or more and ``share`` > 0.
+    """
+    documents = sorted({e.document for e in examples})
+
+    def draw(document: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{document}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    held = {d for d in documents if draw(d) < share}
+    if share > 0 and not held and len(documents) > 1:
+        held = {min(documents, key=draw)}
+    if len(held) == len(documents) and len(documents) > 1:
+        held.discard(max(documents, key=draw))
+    return DataSplit(
+        tuple(e for e in examples if e.document not in held),
+        tuple(e for e in examples if e.document in held),
+    )
+
+
+def examples_sha256(examples: Sequence[TrainingExample]) -> str:
+    """A hash of the examples' content: the card's ``training_data_sha256``."""
+    digest = hashlib.sha256()
+    for e in examples:
+        row = [e.question, [[p.title, p.text] for p in e.passages], e.target, e.document, e.kind]
+        digest.update(json.dumps(row, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

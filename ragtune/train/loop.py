@@ -1,0 +1,346 @@
+"""The training loop, explicit torch: encode, batch, accumulate, schedule, validate, stop early,
+checkpoint, resume.
+
+Only the adapter's parameters train (PEFT freezes the rest); the loss is the target tokens'
+(the prompt is context). Micro-batches come in a seeded order per epoch, a pure function of the
+step, so a run resumed from a checkpoint (adapter weights, optimiser, schedule, RNG state,
+validation history) continues exactly as an uninterrupted one would. Validation loss is measured
+every ``eval_every`` steps; training stops after ``patience`` measurements without improvement
+and the best weights are put back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ragtune.generate.prompts import build_prompt
+from ragtune.train.data import TrainingExample
+
+__all__ = [
+    "Encoded",
+    "TrainProgress",
+    "TrainResult",
+    "TrainSettings",
+    "encode_example",
+    "end_of_turn_id",
+    "train",
+]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_share: float = 0.05
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_steps: int = 200
+    """Optimiser steps (each of ``batch_size * grad_accum`` examples)."""
+    eval_every: int = 25
+    patience: int = 3
+    checkpoint_every: int = 25
+    max_length: int = 1024
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+        if self.max_length < 64:
+            raise ValueError("max_length must be at least 64")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+    """-100 on the prompt, the token id on the target."""
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(1 for t in self.labels if t != -100)
+
+
+def end_of_turn_id(tokenizer: Any) -> int:
+    """The token that ends an assistant turn: the chat template's ``<|im_end|>`` when it has
+    one, else the tokenizer's end-of-sequence token."""
+    vocab = tokenizer.get_vocab()
+    if "<|im_end|>" in vocab:
+        return int(vocab["<|im_end|>"])
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no end-of-turn or end-of-sequence token")
+    return int(tokenizer.eos_token_id)
+
+
+def encode_example(
+    tokenizer: Any, example: TrainingExample, *, max_length: int, virtual_tokens: int = 0
+) -> Encoded | None:
+    """The example as the model reads it at inference (the same prompt function) plus its
+    target and the end-of-turn token. None when the gold passage does not fit ``max_length``."""
+    target = list(tokenizer(example.target, add_special_tokens=False)["input_ids"])
+    target.append(end_of_turn_id(tokenizer))
+    try:
+        prompt = build_prompt(
+            tokenizer,
+            example.question,
+            example.passages,
+            context_window=max_length - virtual_tokens,
+            reserve=len(target),
+        )
+    except ValueError:
+        return None
+    if example.gold_position is not None and example.gold_position > len(prompt.passages):
+        return None
+    ids = list(prompt.token_ids)
+    return Encoded(tuple(ids + target), tuple([-100] * len(ids) + target))
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    step: int
+    max_steps: int
+    loss: float
+    tokens_per_second: float
+    validation_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    best_step: int
+    best_validation_loss: float | None
+    train_loss: float
+    """Mean loss over the last ``eval_every`` steps."""
+    validation_losses: tuple[tuple[int, float], ...]
+    tokens: int
+    seconds: float
+    stopped_early: bool
+    resumed_from: int | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class _State:
+    step: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int = 0
+    best_loss: float | None = None
+    bad_evals: int = 0
+
+
+def _order(n: int, seed: int, epoch: int) -> list[int]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return [int(i) for i in torch.randperm(n, generator=generator)]
+
+
+def _micro_batch(items: int, settings: TrainSettings, index: int) -> list[int]:
+    """The example indices of global micro-batch ``index``: seeded order, epoch after epoch."""
+    per_epoch = max(1, math.ceil(items / settings.batch_size))
+    epoch, position = divmod(index, per_epoch)
+    order = _order(items, settings.seed, epoch)
+    return order[position * settings.batch_size : (position + 1) * settings.batch_size]
+
+
+def _tensors(batch: Sequence[Encoded], pad_id: int, device: Any) -> dict[str, Any]:
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = [list(e.input_ids) + [pad_id] * (width - len(e.input_ids)) for e in batch]
+    labels = [list(e.labels) + [-100] * (width - len(e.labels)) for e in batch]
+    mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in batch]
+    return {
+        "input_ids": torch.tensor(ids, device=device),
+        "labels": torch.tensor(labels, device=device),
+        "attention_mask": torch.tensor(mask, device=device),
+    }
+
+
+def _lr_factor(settings: TrainSettings) -> Callable[[int], float]:
+    warmup = int(settings.max_steps * settings.warmup_share)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if settings.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, settings.max_steps - warmup)
+        if settings.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return max(0.0, 1.0 - progress)
+
+    return factor
+
+
+def _trainable(model: Any) -> dict[str, Any]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_trainable(model: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in state:
+                p.copy_(state[name].to(p.device))
+
+
+def validation_loss(
+    model: Any, items: Sequence[Encoded], pad_id: int, batch_size: int
+) -> float | None:
+    """Mean loss per target token over ``items`` (None without items)."""
+    import torch
+
+    if not items:
+        return None
+    was_training = model.training
+    model.eval()
+    total = tokens = 0.0
+    device = next(p.device for p in model.parameters())
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            batch = items[start : start + batch_size]
+            out = model(**_tensors(batch, pad_id, device))
+            count = sum(e.target_tokens for e in batch)
+            total += float(out.loss) * count
+            tokens += count
+    if was_training:
+        model.train()
+    return total / tokens if tokens else None
+
+
+def train(
+    model: Any,
+    train_items: Sequence[Encoded],
+    validation_items: Sequence[Encoded],
+    settings: TrainSettings,
+    *,
+    pad_id: int,
+    checkpoint_dir: Path | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+) -> TrainResult:
+    """Train ``model``'s trainable parameters in place; the best weights are loaded at the end.
+
+    With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and a run
+    finding one there continues from it.
+    """
+    import torch
+
+    settings.check()
+    if not train_items:
+        raise ValueError("no training examples")
+    device = next(p.device for p in model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(
+        params, lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(settings))
+    state = _State()
+    best = _trainable(model)
+    resumed_from = None
+    torch.manual_seed(settings.seed)
+    if checkpoint_dir is not None and (checkpoint_dir / CHECKPOINT).is_file():
+        saved = torch.load(checkpoint_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        _load_trainable(model, saved["trainable"])
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+        torch.set_rng_state(saved["rng"])
+        best = saved["best"]
+        state = _State(**saved["state"])
+        resumed_from = state.step
+    model.train()
+    while state.step < settings.max_steps:
+        started = time.perf_counter()
+        step_loss = 0.0
+        for micro in range(settings.grad_accum):
+            indices = _micro_batch(
+                len(train_items), settings, state.step * settings.grad_accum + micro
+            )
+            batch = [train_items[i] for i in indices]
+            loss = model(**_tensors(batch, pad_id, device)).loss / settings.grad_accum
+            loss.backward()
+            step_loss += float(loss.detach())
+            state.tokens += sum(len(e.input_ids) for e in batch)
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimiser.step()
+        schedule.step()
+        optimiser.zero_grad(set_to_none=True)
+        state.step += 1
+        state.seconds += time.perf_counter() - started
+        state.losses.append(step_loss)
+        measured = None
+        if state.step % settings.eval_every == 0 or state.step == settings.max_steps:
+            measured = validation_loss(model, validation_items, pad_id, settings.batch_size)
+            if measured is not None:
+                state.validation.append((state.step, measured))
+                if state.best_loss is None or measured < state.best_loss - 1e-6:
+                    state.best_loss, state.best_step, state.bad_evals = measured, state.step, 0
+                    best = _trainable(model)
+                else:
+                    state.bad_evals += 1
+            else:
+                best, state.best_step = _trainable(model), state.step
+        if progress is not None:
+            rate = state.tokens / state.seconds if state.seconds else 0.0
+            progress(TrainProgress(state.step, settings.max_steps, step_loss, rate, measured))
+        stop = state.bad_evals >= settings.patience
+        if checkpoint_dir is not None and (
+            state.step % settings.checkpoint_every == 0 or stop or state.step == settings.max_steps
+        ):
+            _save_checkpoint(checkpoint_dir, model, optimiser, schedule, best, state)
+        if stop:
+            break
+    _load_trainable(model, best)
+    model.eval()
+    recent = state.losses[-settings.eval_every :]
+    return TrainResult(
+        steps=state.step,
+        best_step=state.best_step,
+        best_validation_loss=state.best_loss,
+        train_loss=sum(recent) / len(recent) if recent else float("nan"),
+        validation_losses=tuple(state.validation),
+        tokens=state.tokens,
+        seconds=state.seconds,
+        stopped_early=state.bad_evals >= settings.patience,
+        resumed_from=resumed_from,
+    )
+
+
+def _save_checkpoint(
+    folder: Path, model: Any, optimiser: Any, schedule: Any, best: dict[str, Any], state: _State
+) -> None:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (CHECKPOINT + ".tmp")
+    torch.save(
+        {
+            "trainable": _trainable(model),
+            "optimiser": optimiser.state_dict(),
+            "schedule": schedule.state_dict(),
+            "rng": torch.get_rng_state(),
+            "best": best,
+            "state": asdict(state),
+        },
+        tmp,
+    )
+    os.replace(tmp, folder / CHECKPOINT)

@@ -1,0 +1,213 @@
+"""``ragtune train`` as a function: questions and an index in, a registered adapter version out.
+
+1. Read the questions (and unanswerable ones), build RAFT examples from the index with the
+   config's retriever (:mod:`ragtune.train.data`), split them by document.
+2. Encode them with the inference prompt, make a fresh adapter of the configured kind on the
+   base model, and train it (:mod:`ragtune.train.loop`), checkpointing under
+   ``<adapters_root>/.training/``: the same command run again after an interruption resumes.
+3. Save the adapter with its card (base model hash, data hash, hyper-parameters, validation
+   metrics) and register it as the next version of ``tenant/name`` in the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.errors import TrainingError
+from ragtune.eval.questions import EvalQuestion, read_questions
+from ragtune.train.data import DataSettings, build_examples, examples_sha256, split_by_document
+from ragtune.train.loop import TrainProgress, TrainResult, TrainSettings, encode_example, train
+
+if TYPE_CHECKING:
+    from ragtune.config import RagtuneConfig
+    from ragtune.generate.registry import ResolvedAdapter
+
+__all__ = ["TrainedAdapter", "train_adapter"]
+
+
+@dataclass(frozen=True)
+class TrainedAdapter:
+    registered: ResolvedAdapter
+    result: TrainResult
+    examples: Mapping[str, int]
+    """How many examples of each kind trained, and how many validated."""
+
+
+def _spec(config: RagtuneConfig) -> Any:
+    from ragtune.generate.adapters import LoraSpec, PrefixSpec, PromptSpec
+
+    adapter = config.train.adapter
+    if adapter.type == "lora":
+        return LoraSpec(
+            r=adapter.r,
+            alpha=adapter.alpha,
+            dropout=adapter.dropout,
+            target_modules=tuple(adapter.target_modules),
+        )
+    kind = PromptSpec if adapter.type == "prompt" else PrefixSpec
+    return kind(num_virtual_tokens=adapter.num_virtual_tokens, init_text=adapter.init_text)
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def train_adapter(
+    config: str | Path | Mapping[str, Any] | RagtuneConfig,
+    questions: str | Path,
+    *,
+    tenant: str,
+    name: str,
+    index: str | Path | None = None,
+    unanswerable: str | Path | None = None,
+    promote: bool | None = None,
+    progress: Callable[[TrainProgress], None] | None = None,
+    on_data: Callable[[Mapping[str, int]], None] | None = None,
+) -> TrainedAdapter:
+    """Train an adapter of ``config.train``'s kind for ``tenant/name`` and register it.
+
+    The first version of a name becomes current; a later one only with ``promote=True`` (else
+    promote it after looking at its metrics: ``ragtune adapters promote``).
+    """
+    from ragtune.config import RagtuneConfig, load_config
+    from ragtune.eval.metrics import contains_answer
+    from ragtune.eval.records import passage_key
+    from ragtune.generate import AdapterRegistry
+    from ragtune.generate.adapters import (
+        AdapterCard,
+        check_name,
+        new_adapter,
+        save_adapter,
+        trainable_parameters,
+    )
+    from ragtune.generate.models import load_base_model
+    from ragtune.generate.prompts import PromptPassage
+    from ragtune.index import IndexStore
+
+    cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
+    tenant, name = check_name(tenant, "tenant"), check_name(name, "adapter name")
+    asked: list[EvalQuestion] = read_questions(Path(questions))
+    if unanswerable is not None:
+        asked += read_questions(Path(unanswerable), answerable=False)
+    if cfg.train.data.max_questions is not None:
+        asked = asked[: cfg.train.data.max_questions]
+    index_path = Path(index) if index is not None else cfg.retriever.index
+    data_settings = DataSettings(
+        passages=cfg.train.data.passages,
+        gold_share=cfg.train.data.gold_share,
+        validation_share=cfg.train.data.validation_share,
+        seed=cfg.train.loop.seed,
+    )
+    with IndexStore.open(index_path) as store:
+        embedder = cfg.embedder_for_index(index_path)
+        retriever = cfg.retriever.build(store, embedder)
+        key_tenant = tenant if tenant in store.db.tenants() else None
+
+        def retrieve(question: str, k: int) -> list[tuple[str, PromptPassage]]:
+            found = retriever.retrieve(question, k, tenant=key_tenant)
+            return [(passage_key(p), PromptPassage(p.title, p.text)) for p in found]
+
+        def lookup(document: str, answers: Sequence[str]) -> PromptPassage | None:
+            chunks = store.document_passages(document, tenant=key_tenant)
+            holding = [c for c in chunks if contains_answer(c.text, answers)] or chunks
+            return PromptPassage(holding[0].title, holding[0].text) if holding else None
+
+        examples = build_examples(asked, retrieve, lookup, data_settings)
+    if not examples:
+        raise TrainingError(
+            f"no training example could be built from {questions}: answerable questions need a "
+            "passage_id the index holds (and answers); check --index and the question file"
+        )
+    split = split_by_document(examples, data_settings.validation_share, data_settings.seed)
+    counts = {
+        "train": len(split.train),
+        "validation": len(split.validation),
+        **{
+            f"train_{kind}": sum(e.kind == kind for e in split.train)
+            for kind in ("answer", "no gold", "unanswerable")
+        },
+    }
+    if on_data is not None:
+        on_data(counts)
+
+    spec = _spec(cfg)
+    base = load_base_model(
+        cfg.generator.model,
+        cache_dir=cfg.generator.cache_dir,
+        device=cfg.generator.device,
+        dtype=cfg.generator.dtype,
+    )
+    peft_model = new_adapter(base, spec)
+    virtual = int(getattr(peft_model.peft_config["default"], "num_virtual_tokens", 0) or 0)
+    loop = cfg.train.loop
+    settings = TrainSettings(**loop.model_dump())
+    encode = [
+        encode_example(base.tokenizer, e, max_length=settings.max_length, virtual_tokens=virtual)
+        for e in split.train
+    ]
+    encode_val = [
+        encode_example(base.tokenizer, e, max_length=settings.max_length, virtual_tokens=virtual)
+        for e in split.validation
+    ]
+    train_items = [e for e in encode if e is not None]
+    validation_items = [e for e in encode_val if e is not None]
+    counts["dropped_too_long"] = (len(encode) - len(train_items)) + (
+        len(encode_val) - len(validation_items)
+    )
+    data_sha = examples_sha256(examples)
+    root = Path(cfg.generator.adapters_root)
+    run_id = _fingerprint(data_sha, asdict(spec), asdict(settings), base.weights_sha256)[:16]
+    checkpoints = root / ".training" / tenant / name / run_id
+    pad_id = base.tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = base.tokenizer.eos_token_id
+    result = train(
+        peft_model,
+        train_items,
+        validation_items,
+        settings,
+        pad_id=int(pad_id),
+        checkpoint_dir=checkpoints,
+        progress=progress,
+    )
+    metrics = {
+        "validation_loss": round(result.best_validation_loss, 4)
+        if result.best_validation_loss is not None
+        else float("nan"),
+        "train_loss": round(result.train_loss, 4),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "train_seconds": round(result.seconds, 1),
+        "train_examples": len(train_items),
+        "validation_examples": len(validation_items),
+    }
+    card = AdapterCard(
+        name=name,
+        tenant=tenant,
+        kind=spec.kind,
+        base_model=base.name,
+        base_weights_sha256=base.weights_sha256,
+        training_data_sha256=data_sha,
+        metrics=metrics,
+        trainable_parameters=trainable_parameters(peft_model),
+        settings={
+            "adapter": asdict(spec),
+            "loop": asdict(settings),
+            "data": asdict(data_settings),
+            "device": str(next(peft_model.parameters()).device),
+            "prompt": {"examples": False},
+        },
+    )
+    staging = checkpoints / "adapter"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_adapter(peft_model, staging, card)
+    registered = AdapterRegistry(root).register(staging, tenant=tenant, name=name, promote=promote)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return TrainedAdapter(registered, result, counts)

@@ -1,0 +1,203 @@
+"""Training end to end on tiny models: every adapter kind trains, registers, loads and generates;
+an interrupted run resumed from its checkpoint ends exactly where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ragtune import Assistant
+from ragtune.cli import app
+from ragtune.errors import TrainingError
+from ragtune.generate import AdapterRegistry
+from tests.eval.records import PASSAGES, QUESTIONS, UNANSWERABLE
+from tests.generate.tiny import save_tiny
+
+ADAPTERS = {
+    "prompt": {"type": "prompt", "num_virtual_tokens": 4},
+    "prefix": {"type": "prefix", "num_virtual_tokens": 4},
+    "lora": {
+        "type": "lora",
+        "r": 4,
+        "alpha": 8,
+        "dropout": 0.1,
+        "target_modules": ["q_proj", "v_proj"],
+    },
+}
+
+
+def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
+    from ragtune.config import load_config
+    from ragtune.indexing import build_index
+
+    root = tmp_path_factory.mktemp("train")
+    corpus = _jsonl(root / "passages.jsonl", PASSAGES)
+    raw: dict[str, Any] = {
+        "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
+        "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
+        "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
+        "generator": {
+            "model": str(save_tiny(root / "llama")),
+            "device": "cpu",
+            "max_new_tokens": 6,
+            "adapters_root": str(root / "adapters"),
+        },
+        "checker": {"signals": []},
+        "train": {
+            "data": {"passages": 2, "gold_share": 0.8, "validation_share": 0.34},
+            "loop": {
+                "learning_rate": 1e-2,
+                "batch_size": 2,
+                "grad_accum": 2,
+                "max_steps": 6,
+                "eval_every": 2,
+                "patience": 5,
+                "checkpoint_every": 2,
+                "max_length": 512,
+                "warmup_share": 0.2,
+            },
+        },
+    }
+    config = load_config(raw)
+    build_index(
+        [corpus], root / "index", embedder=config.embedder.build(), settings=config.build_settings()
+    )
+    return {
+        "root": root,
+        "raw": raw,
+        "questions": _jsonl(root / "qa.jsonl", QUESTIONS * 1),
+        "unanswerable": _jsonl(root / "u.jsonl", UNANSWERABLE),
+    }
+
+
+def _config(setup: dict[str, Any], kind: str, root: Path, **loop: Any) -> dict[str, Any]:
+    raw = json.loads(json.dumps(setup["raw"]))
+    raw["train"]["adapter"] = ADAPTERS[kind]
+    raw["train"]["loop"].update(loop)
+    raw["generator"]["adapters_root"] = str(root / "adapters")
+    return raw
+
+
+@pytest.mark.parametrize("kind", ["prompt", "prefix", "lora"])
+def test_each_kind_trains_registers_and_answers(
+    setup: dict[str, Any], tmp_path: Path, kind: str
+) -> None:
+    from ragtune.train import train_adapter
+
+    raw = _config(setup, kind, tmp_path)
+    seen: list[Any] = []
+    trained = train_adapter(
+        raw,
+        setup["questions"],
+        tenant="acme",
+        name="support",
+        unanswerable=setup["unanswerable"],
+        progress=seen.append,
+    )
+    card = trained.registered.card
+    assert (card.ref, card.kind, trained.registered.current) == ("acme/support@v1", kind, True)
+    assert card.training_data_sha256 and card.trainable_parameters > 0
+    assert card.metrics["steps"] == 6 and card.metrics["tokens_per_second"] > 0
+    assert card.metrics["validation_examples"] >= 1 and card.metrics["validation_loss"] > 0
+    assert card.settings["loop"]["learning_rate"] == 1e-2 and card.settings["prompt"] == {
+        "examples": False
+    }
+    assert [p.step for p in seen] == [1, 2, 3, 4, 5, 6]
+    assert seen[-1].loss < seen[0].loss * 1.5  # it trains, not diverges
+    assert not (tmp_path / "adapters" / ".training" / "acme" / "support").exists() or not any(
+        (tmp_path / "adapters" / ".training" / "acme" / "support").iterdir()
+    )
+    with Assistant.from_config(raw) as assistant:
+        answer = assistant.ask("How long can items be returned?", adapter="acme/support")
+    assert answer.adapter == "acme/support" and answer.adapter_version == 1
+    assert answer.timings.generate > 0
+    # a second run becomes v2 but stays behind v1 until promoted
+    again = train_adapter(raw, setup["questions"], tenant="acme", name="support")
+    assert again.registered.card.version == 2 and not again.registered.current
+    registry = AdapterRegistry(tmp_path / "adapters")
+    assert registry.current_version("acme", "support") == 1
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    import torch
+
+    from ragtune.generate.adapters import read_adapter
+    from ragtune.train import train_adapter
+
+    whole = train_adapter(
+        _config(setup, "lora", tmp_path / "whole"), setup["questions"], tenant="acme", name="s"
+    )
+
+    def stop_at_three(p: Any) -> None:
+        if p.step == 3:
+            raise KeyboardInterrupt
+
+    raw = _config(setup, "lora", tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(raw, setup["questions"], tenant="acme", name="s", progress=stop_at_three)
+    assert any((tmp_path / "cut" / "adapters" / ".training").rglob("checkpoint.pt"))
+    resumed = train_adapter(raw, setup["questions"], tenant="acme", name="s")
+    assert resumed.result.resumed_from == 2
+    assert resumed.result.steps == whole.result.steps == 6
+    a = read_adapter(whole.registered.folder).tensors
+    b = read_adapter(resumed.registered.folder).tensors
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert whole.result.validation_losses == resumed.result.validation_losses
+
+
+def test_cli_trains_and_bad_data_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
+    raw = _config(setup, "prefix", tmp_path, max_steps=2)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(config),
+            "--questions",
+            str(setup["questions"]),
+            "--tenant",
+            "acme",
+            "--name",
+            "faq",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "registered acme/faq@v1 (prefix" in result.output and "validation_loss" in result.output
+    listed = CliRunner().invoke(app, ["adapters", "list", "--root", str(tmp_path / "adapters")])
+    assert "acme/faq" in listed.output
+    orphan = _jsonl(
+        tmp_path / "orphan.jsonl",
+        [{"id": "o", "question": "Why?", "answers": ["x"], "passage_id": "nowhere#0"}],
+    )
+    refused = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(config),
+            "--questions",
+            str(orphan),
+            "--tenant",
+            "acme",
+            "--name",
+            "faq",
+        ],
+    )
+    assert isinstance(refused.exception, TrainingError) and "passage_id" in str(refused.exception)
