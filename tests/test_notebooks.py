@@ -13,14 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.eval.records import PASSAGES, QUESTIONS, UNANSWERABLE
-from tests.generate.tiny import save_tiny
+from tests.eval.records import PASSAGES, QUESTIONS, UNANSWERABLE, tiny_pipeline, write_jsonl
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-def _jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +23,10 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
     root = tmp_path_factory.mktemp("notebooks")
     data = root / "data"
     data.mkdir()
-    _jsonl(data / "passages.jsonl", PASSAGES)
-    _jsonl(data / "questions.jsonl", QUESTIONS)
-    _jsonl(data / "unanswerable.jsonl", UNANSWERABLE)
-    config = {
-        "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
-        "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
-        "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
-        "generator": {
-            "model": str(save_tiny(root / "llama")),
-            "device": "cpu",
-            "max_new_tokens": 6,
-            "adapters_root": str(root / "adapters"),
-        },
-        "checker": {"signals": []},
-    }
+    write_jsonl(data / "passages.jsonl", PASSAGES)
+    write_jsonl(data / "questions.jsonl", QUESTIONS)
+    write_jsonl(data / "unanswerable.jsonl", UNANSWERABLE)
+    config = tiny_pipeline(root, tiny_model_dir)
     (root / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     return {"root": root, "data": data, "config": root / "config.yaml", "llama": root / "llama"}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ragtune.cli.progress import console
+from ragtune.cli.progress import console, counting_bar
 
 __all__ = ["app"]
 
@@ -59,23 +59,7 @@ def run(
         raise EvalError(
             "give --questions FILE and --out FOLDER, or a subcommand: compare, drift, report"
         )
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    bars = Progress(
-        TextColumn("questions"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    bars = counting_bar("questions")
     task = bars.add_task("questions", total=None)
 
     def progress(done: int, total: int) -> None:

@@ -16,10 +16,23 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["RichProgress", "console"]
+__all__ = ["RichProgress", "console", "counting_bar"]
 
 console = Console(stderr=True, soft_wrap=True)
 """Human-readable output goes to stderr, so stdout stays clean for --json."""
+
+
+def counting_bar(label: str, *fields: str) -> Progress:
+    """One bar counting steps or questions, with ``fields`` (rich markup) after the count."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *[TextColumn(f) for f in fields],
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
 class RichProgress:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ragtune.cli.progress import console
+from ragtune.cli.progress import console, counting_bar
 
 __all__ = ["train"]
 
@@ -33,25 +33,10 @@ def train(
 
     Rerunning the same command after an interruption resumes from the last checkpoint.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from ragtune.train import TrainProgress, train_adapter
 
-    bars = Progress(
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[rate]} tok/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
+    bars = counting_bar(
+        "training", "loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[rate]} tok/s"
     )
     task = bars.add_task("training", total=None, loss="-", val="-", rate="-")
 

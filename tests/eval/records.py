@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 
@@ -108,3 +110,34 @@ UNANSWERABLE = [
     {"id": "u1", "question": "Who founded the company?", "answers": [], "answerable": False},
     {"id": "u2", "question": "What colour is the logo?", "answers": [], "answerable": False},
 ]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def tiny_pipeline(root: Path, embedder_dir: Path) -> dict[str, Any]:
+    """A config on tiny models over the tiny passage set, its index built under ``root``."""
+    from ragtune.config import load_config
+    from ragtune.indexing import build_index
+    from tests.generate.tiny import save_tiny
+
+    corpus = write_jsonl(root / "passages.jsonl", PASSAGES)
+    raw: dict[str, Any] = {
+        "embedder": {"model": str(embedder_dir), "device": "cpu"},
+        "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
+        "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
+        "generator": {
+            "model": str(save_tiny(root / "llama")),
+            "device": "cpu",
+            "max_new_tokens": 6,
+            "adapters_root": str(root / "adapters"),
+        },
+        "checker": {"signals": []},
+    }
+    config = load_config(raw)
+    build_index(
+        [corpus], root / "index", embedder=config.embedder.build(), settings=config.build_settings()
+    )
+    return raw

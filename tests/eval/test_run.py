@@ -14,38 +14,13 @@ from ragtune.cli import app
 from ragtune.errors import EvalError
 from ragtune.eval import read_records, run_eval
 from ragtune.eval.questions import read_questions
-from tests.eval.records import PASSAGES, QUESTIONS, UNANSWERABLE
-from tests.generate.tiny import save_tiny
-
-
-def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+from tests.eval.records import QUESTIONS, UNANSWERABLE, tiny_pipeline, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
-    from ragtune.config import load_config
-    from ragtune.indexing import build_index
-
     root = tmp_path_factory.mktemp("eval")
-    corpus = _jsonl(root / "passages.jsonl", PASSAGES)
-    raw = {
-        "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
-        "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
-        "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
-        "generator": {
-            "model": str(save_tiny(root / "llama")),
-            "device": "cpu",
-            "max_new_tokens": 6,
-            "adapters_root": str(root / "adapters"),
-        },
-        "checker": {"signals": []},
-    }
-    config = load_config(raw)
-    build_index(
-        [corpus], root / "index", embedder=config.embedder.build(), settings=config.build_settings()
-    )
+    raw = tiny_pipeline(root, tiny_model_dir)
     (root / "config.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     flagging = {**raw, "checker": {"signals": [], "on_unsupported": "flag"}}
     (root / "flag.yaml").write_text(yaml.safe_dump(flagging), encoding="utf-8")
@@ -53,8 +28,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dic
         "root": root,
         "config": root / "config.yaml",
         "flag": root / "flag.yaml",
-        "questions": _jsonl(root / "qa.jsonl", QUESTIONS),
-        "unanswerable": _jsonl(root / "u.jsonl", UNANSWERABLE),
+        "questions": write_jsonl(root / "qa.jsonl", QUESTIONS),
+        "unanswerable": write_jsonl(root / "u.jsonl", UNANSWERABLE),
     }
 
 

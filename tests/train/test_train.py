@@ -15,8 +15,7 @@ from ragtune import Assistant
 from ragtune.cli import app
 from ragtune.errors import TrainingError
 from ragtune.generate import AdapterRegistry
-from tests.eval.records import PASSAGES, QUESTIONS, UNANSWERABLE
-from tests.generate.tiny import save_tiny
+from tests.eval.records import QUESTIONS, UNANSWERABLE, tiny_pipeline, write_jsonl
 
 ADAPTERS = {
     "prompt": {"type": "prompt", "num_virtual_tokens": 4},
@@ -31,53 +30,29 @@ ADAPTERS = {
 }
 
 
-def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict[str, Any]:
-    from ragtune.config import load_config
-    from ragtune.indexing import build_index
-
     root = tmp_path_factory.mktemp("train")
-    corpus = _jsonl(root / "passages.jsonl", PASSAGES)
-    raw: dict[str, Any] = {
-        "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
-        "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
-        "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
-        "generator": {
-            "model": str(save_tiny(root / "llama")),
-            "device": "cpu",
-            "max_new_tokens": 6,
-            "adapters_root": str(root / "adapters"),
-        },
-        "checker": {"signals": []},
-        "train": {
-            "data": {"passages": 2, "gold_share": 0.8, "validation_share": 0.34},
-            "loop": {
-                "learning_rate": 1e-2,
-                "batch_size": 2,
-                "grad_accum": 2,
-                "max_steps": 6,
-                "eval_every": 2,
-                "patience": 5,
-                "checkpoint_every": 2,
-                "max_length": 512,
-                "warmup_share": 0.2,
-            },
+    raw = tiny_pipeline(root, tiny_model_dir)
+    raw["train"] = {
+        "data": {"passages": 2, "gold_share": 0.8, "validation_share": 0.34},
+        "loop": {
+            "learning_rate": 1e-2,
+            "batch_size": 2,
+            "grad_accum": 2,
+            "max_steps": 6,
+            "eval_every": 2,
+            "patience": 5,
+            "checkpoint_every": 2,
+            "max_length": 512,
+            "warmup_share": 0.2,
         },
     }
-    config = load_config(raw)
-    build_index(
-        [corpus], root / "index", embedder=config.embedder.build(), settings=config.build_settings()
-    )
     return {
         "root": root,
         "raw": raw,
-        "questions": _jsonl(root / "qa.jsonl", QUESTIONS * 1),
-        "unanswerable": _jsonl(root / "u.jsonl", UNANSWERABLE),
+        "questions": write_jsonl(root / "qa.jsonl", QUESTIONS),
+        "unanswerable": write_jsonl(root / "u.jsonl", UNANSWERABLE),
     }
 
 
@@ -182,7 +157,7 @@ def test_cli_trains_and_bad_data_is_refused(setup: dict[str, Any], tmp_path: Pat
     assert "registered acme/faq@v1 (prefix" in result.output and "validation_loss" in result.output
     listed = CliRunner().invoke(app, ["adapters", "list", "--root", str(tmp_path / "adapters")])
     assert "acme/faq" in listed.output
-    orphan = _jsonl(
+    orphan = write_jsonl(
         tmp_path / "orphan.jsonl",
         [{"id": "o", "question": "Why?", "answers": ["x"], "passage_id": "nowhere#0"}],
     )
