@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import EvalError, RequestError
 from ragtune.eval.questions import EvalQuestion
-from ragtune.eval.records import RECORD_VERSION, passage_row, record_for
+from ragtune.eval.records import record_for
 from ragtune.eval.summary import summarise
 
 if TYPE_CHECKING:
@@ -207,9 +207,9 @@ def _answer(
     rankings = [assistant.retriever.retrieve(q.question, depth, tenant=tenant) for q in batch]
     try:
         answers = assistant.ask_many([q.question for q in batch], tenant=tenant, adapter=adapter)
-    except RequestError:
+    except RequestError as exc:
         if len(batch) == 1:
-            return [_refused(batch[0], rankings[0])]
+            return [_refused(batch[0], rankings[0], str(exc))]
         return [record for q in batch for record in _answer(assistant, [q], tenant, adapter, depth)]
     return [
         record_for(q, answer, ranking)
@@ -217,30 +217,23 @@ def _answer(
     ]
 
 
-def _refused(question: EvalQuestion, ranking: Sequence[Any]) -> dict[str, Any]:
+def _refused(question: EvalQuestion, ranking: Sequence[Any], why: str) -> dict[str, Any]:
     """The record of a question the assistant refused to take (too long, for instance)."""
-    return {
-        "v": RECORD_VERSION,
-        "id": question.id,
-        "question": question.question,
-        "answerable": question.answerable,
-        "answers": list(question.answers),
-        "passage_id": question.passage_id,
-        "answer": "",
-        "draft": "",
-        "abstained": True,
-        "abstain_reason": "refused",
-        "grounded": False,
-        "sentences": [],
-        "citation_recall": 0.0,
-        "citation_precision": 0.0,
-        "ranking": [passage_row(p) for p in ranking],
-        "cited": [],
-        "timings_ms": {"total": 0.0},
-        "adapter": None,
-        "adapter_version": None,
-        "flags": ["the assistant refused the question"],
-    }
+    from ragtune.types import Answer, StageTimings
+
+    refusal = Answer(
+        question=question.question,
+        text="",
+        sentences=(),
+        grounded=False,
+        abstained=True,
+        abstain_reason="refused",
+        passages=(),
+        cited=(),
+        timings=StageTimings(),
+        flags=(why,),
+    )
+    return record_for(question, refusal, ranking)
 
 
 def evaluate(

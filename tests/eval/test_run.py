@@ -166,3 +166,26 @@ def test_compare_drift_and_report_on_two_runs(setup: dict[str, Any], tmp_path: P
     (unfinished / "run.json").write_text("{}")
     refused = runner.invoke(app, ["eval", "report", str(unfinished)])
     assert isinstance(refused.exception, EvalError) and "did not finish" in str(refused.exception)
+
+
+def test_a_question_the_assistant_refuses_is_recorded_not_fatal(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    from ragtune import Assistant
+    from ragtune.eval.questions import EvalQuestion
+
+    raw = yaml.safe_load(setup["config"].read_text())
+    raw["guard"] = {"max_question_chars": 60}
+    long = EvalQuestion("long", "How long " + "really " * 20 + "is it?", ("30 days",), "returns#0")
+    short = read_questions(setup["questions"])[0]
+    with Assistant.from_config(raw) as assistant:
+        result = run_eval(assistant, [long, short], tmp_path / "run", spec={}, batch_size=2)
+    refused, answered = read_records(tmp_path / "run")
+    assert (refused["id"], refused["abstained"], refused["abstain_reason"]) == (
+        "long",
+        True,
+        "refused",
+    )
+    assert "limit of 60" in refused["flags"][0] and len(refused["ranking"]) == 3
+    assert answered["id"] == short.id and answered["abstain_reason"] != "refused"
+    assert result.summary["abstain_reasons"].get("refused") == 1
