@@ -107,7 +107,7 @@ def train_adapter(
     with IndexStore.open(index_path) as store:
         embedder = cfg.embedder_for_index(index_path)
         retriever = cfg.retriever.build(store, embedder)
-        key_tenant = tenant if tenant in store.db.tenants() else None
+        key_tenant = _index_tenant(store.db.tenants(), tenant, index_path)
 
         def retrieve(question: str, k: int) -> list[tuple[str, PromptPassage]]:
             found = retriever.retrieve(question, k, tenant=key_tenant)
@@ -211,3 +211,17 @@ def train_adapter(
     registered = AdapterRegistry(root).register(staging, tenant=tenant, name=name, promote=promote)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainedAdapter(registered, result, counts)
+
+
+def _index_tenant(tenants: Mapping[str, int], tenant: str, index: Path) -> str | None:
+    """The tenant to filter the index by: ``tenant`` when the index holds its documents, None
+    for an index without tenants; an index of other tenants only is refused (no leaks)."""
+    if tenant in tenants:
+        return tenant
+    if set(tenants) <= {"(none)"}:
+        return None
+    raise TrainingError(
+        f"{index} holds documents of the tenants {', '.join(sorted(set(tenants) - {'(none)'}))} "
+        f"but none of {tenant!r}; index the tenant's documents (ragtune index add --tenant "
+        f"{tenant}) or train for one of those tenants"
+    )

@@ -114,3 +114,16 @@ def test_bad_settings_are_refused() -> None:
         build_examples(QUESTIONS, retrieve, lookup, DataSettings(passages=0))
     with pytest.raises(ValueError, match="gold_share"):
         build_examples(QUESTIONS, retrieve, lookup, DataSettings(gold_share=1.5))
+
+
+def test_training_never_reads_another_tenants_documents(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from ragtune.errors import TrainingError
+    from ragtune.train.run import _index_tenant
+
+    index = Path("indexes/x")
+    assert _index_tenant({"acme": 3, "globex": 2}, "acme", index) == "acme"
+    assert _index_tenant({"(none)": 5}, "acme", index) is None
+    with pytest.raises(TrainingError, match="globex.*none of 'initech'"):
+        _index_tenant({"acme": 3, "globex": 2}, "initech", index)
