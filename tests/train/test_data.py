@@ -116,7 +116,7 @@ def test_bad_settings_are_refused() -> None:
         build_examples(QUESTIONS, retrieve, lookup, DataSettings(gold_share=1.5))
 
 
-def test_training_never_reads_another_tenants_documents(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_training_never_reads_another_tenants_documents() -> None:
     from pathlib import Path
 
     from ragtune.errors import TrainingError
