@@ -95,13 +95,18 @@ def test_each_kind_trains_registers_and_answers(
     )
     with Assistant.from_config(raw) as assistant:
         answer = assistant.ask("How long can items be returned?", adapter="acme/support")
-    assert answer.adapter == "acme/support" and answer.adapter_version == 1
-    assert answer.timings.generate > 0
-    # a second run becomes v2 but stays behind v1 until promoted
-    again = train_adapter(raw, setup["questions"], tenant="acme", name="support")
-    assert again.registered.card.version == 2 and not again.registered.current
-    registry = AdapterRegistry(tmp_path / "adapters")
-    assert registry.current_version("acme", "support") == 1
+        assert answer.adapter == "acme/support" and answer.adapter_version == 1
+        assert answer.timings.generate > 0
+        # a second run becomes v2 but stays behind v1 until promoted
+        again = train_adapter(raw, setup["questions"], tenant="acme", name="support")
+        assert again.registered.card.version == 2 and not again.registered.current
+        registry = AdapterRegistry(tmp_path / "adapters")
+        assert registry.current_version("acme", "support") == 1
+        # the running assistant serves a promotion, and a rollback, from the next request on
+        registry.promote("acme/support", 2)
+        assert assistant.ask("Why?", adapter="acme/support").adapter_version == 2
+        registry.rollback("acme/support")
+        assert assistant.ask("Why?", adapter="acme/support").adapter_version == 1
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(
