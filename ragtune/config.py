@@ -414,7 +414,12 @@ class AbstainConfig(_Strict):
     """Abstain before generating when retrieval finds nothing convincing."""
 
     min_retrieval_score: float = Field(
-        0.0, description="the top passage's retrieval score below which the assistant abstains"
+        0.0,
+        description=(
+            "the top passage's retrieval score below which the assistant abstains; hybrid "
+            "fusion scores are relative to the query's own candidates (the best is near 1), so "
+            "a floor means most with dense retrieval, whose score is a cosine similarity"
+        ),
     )
 
 
