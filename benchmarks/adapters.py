@@ -111,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_raw = json.loads(json.dumps(raw))
         run_raw["train"] = train_cfg["train"]
         run_raw["train"]["loop"]["max_steps"] = args.steps
-        run_raw["train"]["loop"]["eval_every"] = max(1, args.steps // 4)
-        run_raw["train"]["loop"]["checkpoint_every"] = max(1, args.steps // 4)
+        run_raw["train"]["loop"]["eval_every"] = max(1, args.steps // 2)
+        run_raw["train"]["loop"]["checkpoint_every"] = max(1, args.steps // 2)
         run_raw["train"]["data"]["max_questions"] = args.train_questions
         for section, key, override in (
             ("loop", "batch_size", args.batch_size),
