@@ -502,7 +502,9 @@ class TrainDataConfig(_Strict):
         0.8, ge=0.0, le=1.0, description="examples that keep the gold passage"
     )
     validation_share: float = Field(0.1, ge=0.0, lt=1.0, description="documents held out")
-    max_questions: int | None = Field(None, ge=1, description="cap on the questions used")
+    max_questions: int | None = Field(
+        None, ge=1, description="cap on the questions taken from each file"
+    )
 
 
 class TrainLoopConfig(_Strict):

@@ -92,11 +92,10 @@ def train_adapter(
 
     cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
     tenant, name = check_name(tenant, "tenant"), check_name(name, "adapter name")
-    asked: list[EvalQuestion] = read_questions(Path(questions))
+    cap = cfg.train.data.max_questions
+    asked: list[EvalQuestion] = read_questions(Path(questions))[:cap]
     if unanswerable is not None:
-        asked += read_questions(Path(unanswerable), answerable=False)
-    if cfg.train.data.max_questions is not None:
-        asked = asked[: cfg.train.data.max_questions]
+        asked += read_questions(Path(unanswerable), answerable=False)[:cap]
     index_path = Path(index) if index is not None else cfg.retriever.index
     data_settings = DataSettings(
         passages=cfg.train.data.passages,
