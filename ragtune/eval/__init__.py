@@ -1,7 +1,7 @@
 """Evaluation: run a question set through the Assistant, summarise, compare, and report.
 
 >>> from ragtune.eval import evaluate, load_run, compare_runs   # doctest: +SKIP
->>> result = evaluate("configs/default.yaml", "qa.jsonl", "runs/base", limit=100)
+>>> result = evaluate("configs/default.yaml", "qa.jsonl", "runs/base", limit=100)  # doctest: +SKIP
 """
 
 from ragtune.eval.compare import (

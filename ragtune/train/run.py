@@ -142,6 +142,9 @@ def train_adapter(
         device=cfg.generator.device,
         dtype=cfg.generator.dtype,
     )
+    import torch
+
+    torch.manual_seed(cfg.train.loop.seed)  # LoRA's A matrices start random: same seed, same start
     peft_model = new_adapter(base, spec)
     virtual = int(getattr(peft_model.peft_config["default"], "num_virtual_tokens", 0) or 0)
     loop = cfg.train.loop
