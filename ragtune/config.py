@@ -501,6 +501,12 @@ class TrainDataConfig(_Strict):
     gold_share: float = Field(
         0.8, ge=0.0, le=1.0, description="examples that keep the gold passage"
     )
+    unanswerable_share: float | None = Field(
+        0.15,
+        ge=0.0,
+        lt=1.0,
+        description="most of the examples that may come from unanswerable questions (null: all)",
+    )
     validation_share: float = Field(0.1, ge=0.0, lt=1.0, description="documents held out")
     max_questions: int | None = Field(
         None, ge=1, description="cap on the questions taken from each file"

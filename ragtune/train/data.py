@@ -7,7 +7,9 @@ target is the short answer followed by the gold passage's marker, ``"30 days [2]
 share of answerable questions (``1 - gold_share``) the gold passage is left out, together with
 any distractor that happens to contain the answer, and the target is the abstention sentence:
 the model learns to say it does not know when the passages do not say. Unanswerable questions
-get their retrieved passages and the abstention sentence.
+get their retrieved passages and the abstention sentence; at most ``unanswerable_share`` of all
+examples are of that kind (a seeded sample), so the abstention does not crowd out the answers a
+model must learn to give.
 
 Questions and targets are scrubbed of personal data (passages come from the index, scrubbed
 when indexed). Examples are split into training and validation *by document*, so no validation
@@ -44,6 +46,8 @@ class DataSettings:
     """Passages per example (the gold one included when it is kept)."""
     gold_share: float = 0.8
     """Share of answerable questions that keep their gold passage (RAFT's P)."""
+    unanswerable_share: float | None = 0.15
+    """Most of the examples that may come from unanswerable questions (None: all of them)."""
     validation_share: float = 0.1
     """Share of documents held out for validation."""
     seed: int = 0
@@ -88,6 +92,8 @@ def build_examples(
         raise ValueError("each example needs at least one passage")
     if not 0.0 <= settings.gold_share <= 1.0:
         raise ValueError("gold_share is a share between 0 and 1")
+    if settings.unanswerable_share is not None and not 0.0 <= settings.unanswerable_share < 1.0:
+        raise ValueError("unanswerable_share is a share between 0 and 1 (1 excluded)")
     rng = random.Random(settings.seed)
     examples = []
     for question in questions:
@@ -128,7 +134,22 @@ def build_examples(
                     "no gold",
                 )
             )
-    return examples
+    return _cap_unanswerable(examples, settings.unanswerable_share, rng)
+
+
+def _cap_unanswerable(
+    examples: list[TrainingExample], share: float | None, rng: random.Random
+) -> list[TrainingExample]:
+    """Keep a seeded sample of the unanswerable examples, at most ``share`` of the result."""
+    unanswerable = [i for i, e in enumerate(examples) if e.kind == "unanswerable"]
+    if share is None or not unanswerable:
+        return examples
+    others = len(examples) - len(unanswerable)
+    allowed = int(share * others / (1.0 - share))
+    if allowed >= len(unanswerable):
+        return examples
+    dropped = set(unanswerable) - set(rng.sample(unanswerable, allowed))
+    return [e for i, e in enumerate(examples) if i not in dropped]
 
 
 @dataclass(frozen=True)

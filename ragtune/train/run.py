@@ -100,6 +100,7 @@ def train_adapter(
     data_settings = DataSettings(
         passages=cfg.train.data.passages,
         gold_share=cfg.train.data.gold_share,
+        unanswerable_share=cfg.train.data.unanswerable_share,
         validation_share=cfg.train.data.validation_share,
         seed=cfg.train.loop.seed,
     )

@@ -80,9 +80,28 @@ def test_unanswerable_questions_abstain_and_unknown_gold_is_skipped() -> None:
     unanswerable = EvalQuestion("u1", "Who wrote fact 3?", (), None, answerable=False)
     lost = EvalQuestion("x1", "What is fact 5?", ("35 apples",), "doc-missing")
     no_id = EvalQuestion("x2", "What is fact 6?", ("42 apples",), None)
-    examples = build_examples([unanswerable, lost, no_id], retrieve, lookup, DataSettings())
+    examples = build_examples(
+        [unanswerable, lost, no_id], retrieve, lookup, DataSettings(unanswerable_share=None)
+    )
     assert [(e.kind, e.target) for e in examples] == [("unanswerable", ABSTENTION)]
     assert len(examples[0].passages) == 4
+
+
+def test_unanswerable_examples_are_capped_to_their_share() -> None:
+    unanswerable = [
+        EvalQuestion(f"u{i}", f"Who wrote fact {i}?", (), None, answerable=False) for i in range(40)
+    ]
+    settings = DataSettings(gold_share=1.0, unanswerable_share=0.2, seed=4)
+    examples = build_examples(QUESTIONS + unanswerable, retrieve, lookup, settings)
+    kinds = Counter(e.kind for e in examples)
+    assert kinds == {"answer": 40, "unanswerable": 10}  # 10 of 50 is the 0.2 asked for
+    kept = [e.question for e in examples if e.kind == "unanswerable"]
+    assert kept != [u.question for u in unanswerable[:10]]  # a sample, not the first ones
+    assert examples == build_examples(QUESTIONS + unanswerable, retrieve, lookup, settings)
+    everything = build_examples(
+        QUESTIONS + unanswerable, retrieve, lookup, DataSettings(unanswerable_share=None)
+    )
+    assert Counter(e.kind for e in everything)["unanswerable"] == 40
 
 
 def test_same_seed_same_examples_and_personal_data_is_scrubbed() -> None:
@@ -114,6 +133,8 @@ def test_bad_settings_are_refused() -> None:
         build_examples(QUESTIONS, retrieve, lookup, DataSettings(passages=0))
     with pytest.raises(ValueError, match="gold_share"):
         build_examples(QUESTIONS, retrieve, lookup, DataSettings(gold_share=1.5))
+    with pytest.raises(ValueError, match="unanswerable_share"):
+        build_examples(QUESTIONS, retrieve, lookup, DataSettings(unanswerable_share=1.0))
 
 
 def test_training_never_reads_another_tenants_documents() -> None:
