@@ -16,12 +16,12 @@ redacted from the answer; one telemetry event. Each stage is chosen by the confi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import AdapterNotFoundError, RequestError
+from ragtune.errors import AdapterNotFoundError, RagtuneError, RequestError
 from ragtune.types import Answer, ClaimVerdict, Passage, StageTimings
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ragtune.retrieve.base import Retriever
     from ragtune.telemetry import Telemetry
 
-__all__ = ["Assistant", "AssistantPolicy", "Decision", "decide"]
+__all__ = ["Assistant", "AssistantPolicy", "Decision", "Question", "decide"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,18 @@ class AssistantPolicy:
     max_question_chars: int = 2000
     strip_injections: bool = True
     default_adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of :meth:`Assistant.answer_stream`, with its own tenant and adapter."""
+
+    text: str
+    tenant: str | None = None
+    adapter: str | None = None
+    """``tenant/name`` (its current version), ``tenant/name@vN`` or a folder; None: the default."""
+    max_new_tokens: int | None = None
+    """At most the generator's own setting; None: that setting."""
 
 
 class Assistant:
@@ -165,35 +177,87 @@ class Assistant:
     def ask_many(
         self, questions: Sequence[str], *, tenant: str | None = None, adapter: str | None = None
     ) -> list[Answer]:
-        """Answer many questions; generation runs in batches of the generator's batch size."""
-        from ragtune.generate import GenerationRequest
+        """Answer many questions; generation runs in batches of the generator's batch size.
 
+        Raises on the first question that is refused (empty, too long, an adapter that is not
+        the tenant's), before any work is done.
+        """
         for question in questions:
             self._check_request(question)
         adapter = self._adapter_for(tenant, adapter)
-        work: list[_Work] = []
-        for question in questions:
-            item = _Work(question, time.perf_counter())
-            work.append(item)
-            self._guard_and_retrieve(item, tenant)
-        to_generate = [w for w in work if w.answer is None]
-        if to_generate:
-            started = time.perf_counter()
-            requests = [GenerationRequest(w.question, w.shown, adapter) for w in to_generate]
-            with self._span("generate", tenant=tenant, adapter=adapter, batch=len(requests)):
-                generations = self.generator.generate_many(requests)
-            share = (time.perf_counter() - started) / len(requests)
-            for item, generation in zip(to_generate, generations, strict=True):
-                item.generation_seconds = share
-                item.answer = self._finish(item, generation, tenant)
-        answers = [w.answer for w in work]
-        for answer in answers:
-            assert answer is not None
-            if self.telemetry is not None:
-                from ragtune.telemetry import answer_event
-
-                self.telemetry.emit(answer_event(answer))
+        answers: list[Answer | None] = [None] * len(questions)
+        batch = [Question(q, tenant, adapter) for q in questions]
+        for index, outcome in self.answer_stream(batch):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            answers[index] = outcome
         return answers  # type: ignore[return-value]
+
+    def answer_stream(
+        self,
+        questions: Sequence[Question],
+        *,
+        cancelled: Callable[[int], bool] | None = None,
+    ) -> Iterator[tuple[int, Answer | RagtuneError]]:
+        """Answer questions of any tenants and adapters together, yielding ``(i, answer)`` as
+        each is done (questions that abstain before generation come first).
+
+        Generation runs them in mixed-adapter batches of the generator's batch size. A question
+        that is refused (empty, too long, an adapter that does not exist or is not its
+        tenant's) yields ``(i, error)`` and the others go on. ``cancelled(i)`` is asked while
+        generating: a question it says yes to stops early and yields nothing more. One
+        telemetry event per answer.
+        """
+        from ragtune.generate import GenerationRequest
+
+        pending: list[tuple[int, _Work, str | None, str | None, Any]] = []
+        for index, question in enumerate(questions):
+            try:
+                self._check_request(question.text)
+                adapter = self._adapter_for(question.tenant, question.adapter)
+                if adapter is not None and not Path(adapter).exists():
+                    self.generator.load_adapter(adapter)  # unknown or broken: refused here
+                settings = self._decode_settings(question.max_new_tokens)
+                item = _Work(question.text, time.perf_counter())
+                self._guard_and_retrieve(item, question.tenant)
+            except RagtuneError as exc:
+                yield index, exc
+                continue
+            if item.answer is not None:
+                yield index, self._emit(item.answer)
+            else:
+                pending.append((index, item, question.tenant, adapter, settings))
+        size = self.generator.max_batch_size
+        for lo in range(0, len(pending), size):
+            chunk = pending[lo : lo + size]
+            requests = [GenerationRequest(w.question, w.shown, a, s) for _i, w, _t, a, s in chunk]
+            stop = None if cancelled is None else (lambda j, c=chunk: cancelled(c[j][0]))
+            started = time.perf_counter()
+            with self._span("generate", batch=len(requests)):
+                for j, event in self.generator.stream_many(requests, cancelled=stop):
+                    if isinstance(event, str) or event.finish_reason == "cancelled":
+                        continue
+                    index, item, tenant, _adapter, _settings = chunk[j]
+                    item.generation_seconds = time.perf_counter() - started
+                    yield index, self._emit(self._finish(item, event, tenant))
+
+    def _decode_settings(self, max_new_tokens: int | None) -> Any:
+        if max_new_tokens is None:
+            return None
+        limit = self.generator.settings.max_new_tokens
+        if not 1 <= max_new_tokens <= limit:
+            raise RequestError(
+                f"max_new_tokens {max_new_tokens} is outside 1..{limit}: ask for fewer (or raise "
+                "generator.max_new_tokens)"
+            )
+        return replace(self.generator.settings, max_new_tokens=max_new_tokens)
+
+    def _emit(self, answer: Answer) -> Answer:
+        if self.telemetry is not None:
+            from ragtune.telemetry import answer_event
+
+            self.telemetry.emit(answer_event(answer))
+        return answer
 
     def _check_request(self, question: str) -> None:
         if not isinstance(question, str) or not question.strip():
@@ -359,6 +423,9 @@ class Assistant:
             flags=tuple(item.flags),
             draft=draft,
             dropped=dropped,
+            prompt_tokens=generation.prompt_tokens if generation else 0,
+            output_tokens=generation.output_tokens if generation else 0,
+            finish_reason=generation.finish_reason if generation else "",
         )
 
     def _span(self, name: str, **attributes: Any) -> Any:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ragtune.retrieve.base import QueryEmbedder, SearchIndex
 
 __all__ = [
+    "ApiKeyConfig",
     "CheckerConfig",
     "ChunkingConfig",
     "DenseRetrieverConfig",
@@ -44,6 +45,7 @@ __all__ = [
     "LexicalConfig",
     "LexicalRetrieverConfig",
     "RagtuneConfig",
+    "ServeConfig",
     "TelemetryConfig",
     "load_config",
 ]
@@ -544,6 +546,47 @@ class TrainConfig(_Strict):
         return _default_type(data, "adapter", "lora")
 
 
+class ApiKeyConfig(_Strict):
+    """One API key of ``ragtune serve``: the tenant it acts for, and the key, never in clear.
+
+    ``key_sha256`` is the SHA-256 of the key (``ragtune serve-key TENANT`` makes a key and
+    prints its line); ``key_env`` names an environment variable holding the key, hashed when
+    the server starts. A key sees its tenant's documents and adapters, nothing else.
+    """
+
+    tenant: str = Field(min_length=1, max_length=64)
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKeyConfig:
+        if (self.key_sha256 is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key_sha256 and key_env")
+        return self
+
+
+class ServeConfig(_Strict):
+    """``ragtune serve``: the OpenAI-compatible HTTP server (see :mod:`ragtune.serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    max_queue: int = Field(
+        32, ge=1, le=100_000, description="requests waiting for the model; beyond it, 429"
+    )
+    batch_wait_ms: float = Field(
+        10.0, ge=0.0, le=1000.0, description="how long a batch waits to fill once one waits"
+    )
+    max_body_bytes: int = Field(65_536, ge=1024, description="larger request bodies get 413")
+    max_messages: int = Field(64, ge=1, le=10_000)
+    max_tokens: int | None = Field(
+        None, ge=1, description="cap on a request's max_tokens (default generator.max_new_tokens)"
+    )
+    request_timeout_s: float = Field(
+        300.0, gt=0.0, description="a request not answered by then gets 504 and is cancelled"
+    )
+
+
 class RagtuneConfig(_Strict):
     """The whole configuration. Every section has a working default (the embedded setup)."""
 
@@ -558,6 +601,7 @@ class RagtuneConfig(_Strict):
     guard: GuardConfig = Field(default_factory=GuardConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -66,8 +66,7 @@ class Telemetry:
         self._lock = threading.Lock()
         self._tracer: Any = None
         if spans and importlib.util.find_spec("opentelemetry") is not None:
-            from opentelemetry import trace
-
+            trace: Any = importlib.import_module("opentelemetry.trace")
             self._tracer = trace.get_tracer("ragtune")
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,8 @@ class Generation:
     prefill_seconds: float
     decode_seconds: float
     finish_reason: str
-    """``stop`` (a stop sequence), ``eos`` (the model ended) or ``length`` (max_new_tokens)."""
+    """``stop`` (a stop sequence), ``eos`` (the model ended), ``length`` (max_new_tokens) or
+    ``cancelled`` (the caller stopped it: a client went away)."""
     adapter: str | None = None
     """``tenant/name`` of the adapter used, or None for the base model."""
     adapter_version: int | None = None
@@ -225,6 +226,10 @@ class Answer:
     """The generator's text before abstention, dropping or redaction changed it."""
     dropped: tuple[ClaimVerdict, ...] = ()
     """Sentences of the draft that ``on_unsupported: drop`` removed from the answer."""
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str = ""
+    """The generation's (``stop``, ``eos``, ``length``); empty when nothing was generated."""
 
     @property
     def checked(self) -> tuple[ClaimVerdict, ...]:

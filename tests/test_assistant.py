@@ -316,3 +316,30 @@ def test_cli_ask_with_a_missing_questions_file_is_explained(
     assert isinstance(result.exception, RequestError) and "no such file" in str(result.exception)
     result = CliRunner().invoke(app, ["ask", "--config", str(config)])
     assert isinstance(result.exception, RequestError) and "give a question" in str(result.exception)
+
+
+def test_answer_stream_mixes_tenants_and_refuses_one_question_alone(
+    assistant: Assistant,
+) -> None:
+    from ragtune.assistant import Question
+    from ragtune.errors import AdapterNotFoundError, RequestError
+
+    questions = [
+        Question("How many days do I have to return an item?", tenant="acme"),
+        Question("What does the platinum plan cost?", tenant="globex"),
+        Question("", tenant="acme"),
+        Question("What does the platinum plan cost?", tenant="acme", adapter="globex/x"),
+        Question("Is there a warranty?", tenant="acme", max_new_tokens=3),
+    ]
+    outcomes = dict(assistant.answer_stream(questions))
+    assert sorted(outcomes) == [0, 1, 2, 3, 4]
+    assert isinstance(outcomes[2], RequestError) and isinstance(outcomes[3], AdapterNotFoundError)
+    acme, globex, short = outcomes[0], outcomes[1], outcomes[4]
+    assert not isinstance(acme, Exception) and not isinstance(globex, Exception)
+    assert not isinstance(short, Exception) and short.output_tokens <= 3
+    assert all("acme" in p.source for p in acme.passages)
+    assert all("globex" in p.source for p in globex.passages)
+    ((_, too_many),) = assistant.answer_stream(
+        [Question("Hi?", tenant="acme", max_new_tokens=10**4)]
+    )
+    assert isinstance(too_many, RequestError) and "max_new_tokens" in str(too_many)

@@ -17,6 +17,7 @@ from ragtune.cli.check_cmd import check
 from ragtune.cli.config_cmd import app as config_app
 from ragtune.cli.eval_cmd import app as eval_app
 from ragtune.cli.index_cmd import app as index_app
+from ragtune.cli.serve_cmd import serve, serve_key
 from ragtune.cli.train_cmd import train
 
 __all__ = ["app", "main"]
@@ -35,6 +36,8 @@ app.add_typer(eval_app, name="eval")
 app.command("ask")(ask)
 app.command("check")(check)
 app.command("train")(train)
+app.command("serve")(serve)
+app.command("serve-key")(serve_key)
 
 
 def main() -> None:

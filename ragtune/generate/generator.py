@@ -184,6 +184,9 @@ class HFGenerator:
         self.max_batch_size = max(1, max_batch_size)
         self.max_loaded = max(1, max_loaded)
         self.default_adapter: str | None = None
+        self.adapter_loads = 0
+        """How many times an adapter version was brought into memory (first use, a promotion or
+        rollback picked up, a reload after eviction): the serving metric of adapter switches."""
         self._shape = model_shape(self.model)
         self._loaded: OrderedDict[str, LoadedAdapter] = OrderedDict()
         self._serving: dict[str, str] = {}  # "tenant/name" -> key of the version last served
@@ -221,6 +224,7 @@ class HFGenerator:
             loaded = self._materialise(stored, key)
             loaded = replace(loaded, load_seconds=time.perf_counter() - started)
             self._loaded[key] = loaded
+            self.adapter_loads += 1
             self._evict()
             return loaded
 
@@ -397,6 +401,31 @@ class HFGenerator:
         """Iterate over the answer's text as it is produced; ``.result`` holds the Generation after."""
         return GenerationStream(self._decode([request]))
 
+    def stream_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancelled: Callable[[int], bool] | None = None,
+    ) -> Iterator[tuple[int, str | Generation]]:
+        """Decode ``requests`` as one batch and yield events as they happen.
+
+        ``(i, text)`` is new final text of request ``i``; ``(i, generation)`` comes once, when
+        request ``i`` is done (before the others in the batch may be). ``cancelled(i)`` is
+        asked before every step: a request it says yes to stops there, with finish reason
+        ``cancelled`` (a client went away), and the batch goes on without it. At most
+        ``max_batch_size`` requests.
+        """
+        if len(requests) > self.max_batch_size:
+            raise GenerationError(
+                f"{len(requests)} requests in one batch; the most is {self.max_batch_size}"
+            )
+        events = self._decode(requests, cancelled=cancelled)
+        while True:
+            try:
+                yield next(events)
+            except StopIteration:
+                return
+
     def log_likelihood(
         self,
         prompt_ids: Sequence[int],
@@ -488,9 +517,12 @@ class HFGenerator:
         return _Active(index, ids, adapter, settings, prompt, request.passages, rng)
 
     def _decode(
-        self, requests: Sequence[GenerationRequest]
-    ) -> Generator[tuple[int, str], None, list[Generation]]:
-        """The decode loop, as a generator of (request index, new text); returns the Generations."""
+        self,
+        requests: Sequence[GenerationRequest],
+        cancelled: Callable[[int], bool] | None = None,
+    ) -> Generator[tuple[int, str | Generation], None, list[Generation]]:
+        """The decode loop, as a generator of events (see :meth:`stream_many`); returns the
+        Generations in request order."""
         import torch
 
         with self._lock, torch.inference_mode():
@@ -522,6 +554,10 @@ class HFGenerator:
                 now = time.perf_counter()
                 next_ids = []
                 for row, row_logits in zip(live, logits, strict=True):
+                    if cancelled is not None and cancelled(row.index):
+                        row.finish = "cancelled"
+                        next_ids.append(0)
+                        continue
                     token = self._choose(row_logits, row)
                     row.first_token_at = row.first_token_at or now
                     next_ids.append(token)
@@ -532,6 +568,7 @@ class HFGenerator:
                 for row in live:
                     if row.finish and not row.done_at:
                         row.done_at = time.perf_counter()
+                        yield row.index, self._result(row, prefill_seconds)
                 if not keep:
                     break
                 if len(keep) < len(live):
@@ -646,7 +683,9 @@ class HFGenerator:
             prompt_tokens=len(row.prompt_ids),
             output_tokens=len(row.generated) + (1 if row.finish == "eos" else 0),
             prefill_seconds=prefill_seconds,
-            decode_seconds=max(row.done_at - row.first_token_at, 0.0),
+            decode_seconds=max(row.done_at - row.first_token_at, 0.0)
+            if row.first_token_at
+            else 0.0,
             finish_reason=row.finish,
             adapter=f"{adapter.card.tenant}/{adapter.card.name}" if adapter else None,
             adapter_version=(adapter.card.version or None) if adapter else None,
@@ -699,15 +738,18 @@ def _prompt_passages(row: _Active) -> tuple[Passage, ...]:
 class GenerationStream:
     """Iterating yields text pieces as they are decoded; :attr:`result` is set at the end."""
 
-    def __init__(self, events: Generator[tuple[int, str], None, list[Generation]]) -> None:
+    def __init__(
+        self, events: Generator[tuple[int, str | Generation], None, list[Generation]]
+    ) -> None:
         self._events = events
         self.result: Generation | None = None
 
     def __iter__(self) -> Iterator[str]:
         try:
             while True:
-                _index, delta = next(self._events)
-                yield delta
+                _index, event = next(self._events)
+                if isinstance(event, str):
+                    yield event
         except StopIteration as stop:
             self.result = stop.value[0]
 
@@ -718,7 +760,9 @@ class GenerationStream:
             close()
 
 
-def _drain(events: Generator[tuple[int, str], None, list[Generation]]) -> list[Generation]:
+def _drain(
+    events: Generator[tuple[int, str | Generation], None, list[Generation]],
+) -> list[Generation]:
     while True:
         try:
             next(events)

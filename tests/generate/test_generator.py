@@ -115,6 +115,36 @@ def test_stream_yields_the_same_text(generator: HFGenerator, make_adapter: MakeA
     assert stream.result.token_ids == generator.generate_many([request])[0].token_ids
 
 
+def test_stream_many_reports_each_request_when_done_and_cancels_one(
+    generator: HFGenerator, make_adapter: MakeAdapter
+) -> None:
+    adapter = str(make_adapter("prefix", seed=1, tokens=3))
+    settings = DecodeSettings(max_new_tokens=10, min_new_tokens=10)  # no early end
+    requests = [
+        GenerationRequest(q, PASSAGES[:1], a, settings)
+        for q, a in zip(QUESTIONS[:3], [adapter, None, adapter], strict=True)
+    ]
+    alone = [generator.generate_many([r])[0] for r in requests]
+    steps = {"count": 0}
+
+    def cancelled(i: int) -> bool:
+        steps["count"] += i == 1
+        return i == 1 and steps["count"] > 3  # request 1 goes away after three steps
+
+    events = list(generator.stream_many(requests, cancelled=cancelled))
+    finished = {i: e for i, e in events if not isinstance(e, str)}
+    assert set(finished) == {0, 1, 2}
+    assert finished[1].finish_reason == "cancelled" and len(finished[1].token_ids) == 3
+    for i in (0, 2):
+        assert finished[i].text == alone[i].text and finished[i].token_ids == alone[i].token_ids
+        texts = "".join(e for j, e in events if j == i and isinstance(e, str))
+        assert texts.strip() == alone[i].text
+    done_at = [k for k, (_i, e) in enumerate(events) if not isinstance(e, str)]
+    assert events[done_at[0]][0] == 1  # the cancelled one is reported first, before the others
+    with pytest.raises(GenerationError, match="the most is"):
+        list(generator.stream_many(requests * 4))
+
+
 def test_sampling_is_reproducible_with_a_seed(generator: HFGenerator) -> None:
     settings = DecodeSettings(max_new_tokens=16, temperature=1.0, top_p=0.9, seed=3)
     one = generator.generate(QUESTIONS[3], PASSAGES, settings=settings)

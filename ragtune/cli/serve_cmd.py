@@ -1,0 +1,71 @@
+"""``ragtune serve``: the OpenAI-compatible server; ``ragtune serve-key``: a new API key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ragtune.cli.progress import console
+
+__all__ = ["serve", "serve_key"]
+
+
+def serve(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="Config with a `serve:` section (e.g. configs/serve.yaml)."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Override serve.host."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Override serve.port."),
+    index: Path | None = typer.Option(None, "--index", help="Override the config's index."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
+) -> None:
+    """Serve POST /v1/chat/completions, GET /v1/models, /healthz and /metrics.
+
+    Each API key of serve.keys acts for one tenant. Any OpenAI client works: set its base URL to
+    http://HOST:PORT/v1, its API key to the tenant's key, and model to tenant/adapter.
+    """
+    import logging
+
+    import uvicorn
+
+    from ragtune import Assistant
+    from ragtune.config import load_config
+    from ragtune.errors import ConfigError
+    from ragtune.serve import KeyRing, create_app
+
+    cfg = load_config(config)
+    keys = KeyRing.from_config(cfg.serve.keys)
+    if not keys.tenants_by_hash:
+        raise ConfigError(
+            str(config),
+            [("serve.keys", "no API key: add one per tenant (`ragtune serve-key TENANT`)")],
+        )
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    with console.status("loading the models and the index"):
+        assistant = Assistant.from_config(cfg, index=index)
+    try:
+        app = create_app(assistant, cfg.serve, keys)
+        uvicorn.run(
+            app,
+            host=host or cfg.serve.host,
+            port=cfg.serve.port if port is None else port,
+            log_level=log_level.lower(),
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        assistant.close()
+
+
+def serve_key(
+    tenant: str = typer.Argument(..., help="The tenant the key acts for."),
+) -> None:
+    """Make a new random API key for TENANT; print it once, and the config line with its hash."""
+    from ragtune.generate.adapters import check_name
+    from ragtune.serve import hash_key, new_key
+
+    tenant = check_name(tenant, "tenant")
+    key = new_key()
+    console.print(f"key (give it to {tenant}; it is not stored anywhere): {key}")
+    console.print("add under serve.keys in the config:")
+    console.print(f"  - {{tenant: {tenant}, key_sha256: {hash_key(key)}}}", markup=False)

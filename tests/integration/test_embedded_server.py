@@ -1,0 +1,118 @@
+"""`ragtune serve` as a user runs it (a child process, the embedded models, the sample corpus),
+asked through the real OpenAI client: cited, checked answers, plain and streamed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from ragtune.config import load_config
+from ragtune.indexing import build_index
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+KEY = "rt-integration-key"
+WARRANTY = "How long is the motor of the Cascade blender covered by the warranty?"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("served")
+    config = load_config(ROOT / "configs" / "serve.yaml")
+    build_index(
+        [ROOT / "examples" / "acme"],
+        root / "index",
+        embedder=config.embedder.build(),
+        settings=config.build_settings(),
+        tenant="acme",
+    )
+    raw = config.model_dump(mode="json")
+    raw["retriever"]["index"] = str(root / "index")
+    raw["generator"]["adapters_root"] = str(root / "adapters")
+    (root / "serve.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (root / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ragtune"),
+            "serve",
+            "--config",
+            str(root / "serve.yaml"),
+            "--port",
+            str(port),
+        ],
+        env=os.environ | {"RAGTUNE_KEY_ACME": KEY},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.close()
+            raise AssertionError((root / "server.log").read_text())
+        time.sleep(0.5)
+    yield url
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 0  # a clean shutdown
+    log.close()
+
+
+def _client(url: str) -> Any:
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def test_a_cited_checked_answer_over_http(server: str) -> None:
+    reply = _client(server).chat.completions.create(
+        model="acme", messages=[{"role": "user", "content": WARRANTY}]
+    )
+    text = reply.choices[0].message.content or ""
+    extra = reply.model_extra or {}
+    assert "five years" in text and "[1]" in text, text
+    assert extra["ragtune"]["grounded"] and not extra["ragtune"]["abstained"]
+    cited = [c for c in extra["citations"] if c["verdict"] == "supported"]
+    assert cited and all(c["source"].endswith("warranty.md") for c in cited)
+    assert all(c["quote"] and c["span"][1] > c["span"][0] for c in cited)
+
+
+def test_the_streamed_answer_is_the_same_and_ends_with_citations(server: str) -> None:
+    stream = _client(server).chat.completions.create(
+        model="acme", messages=[{"role": "user", "content": WARRANTY}], stream=True
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    plain = _client(server).chat.completions.create(
+        model="acme", messages=[{"role": "user", "content": WARRANTY}]
+    )
+    assert text == plain.choices[0].message.content
+    final = chunks[-1].model_extra or {}
+    assert final["citations"] and final["ragtune"]["grounded"]
+
+
+def test_no_key_no_answer(server: str) -> None:
+    response = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"model": "acme", "messages": [{"role": "user", "content": WARRANTY}]},
+    )
+    assert response.status_code == 401
