@@ -73,7 +73,9 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*(@v[0-9]+)?)?", value):
+        if not re.fullmatch(
+            r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*(@v[0-9]+)?)?", value
+        ):
             raise ValueError("write the model as tenant or tenant/adapter or tenant/adapter@vN")
         return value
 
