@@ -263,8 +263,14 @@ class HFGenerator:
             return source
         if source.startswith("path:"):
             return Path(source[5:])
-        if "/" in source and not Path(source).exists() and self.registry is not None:
-            return self.registry.resolve(source)
+        if "/" in source and self.registry is not None:
+            # A registry reference first: a folder that happens to have the same relative path
+            # must not shadow a tenant's adapter (nor stand in for one the registry lacks).
+            try:
+                return self.registry.resolve(source)
+            except AdapterNotFoundError:
+                if not Path(source).is_dir():
+                    raise
         if Path(source).is_dir():
             return Path(source)
         if self.registry is None:

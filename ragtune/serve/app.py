@@ -178,10 +178,19 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
         return tenant
 
     def adapter_for(model: str, tenant: str) -> str | None:
+        """The adapter reference of ``model``; only the key's tenant's registered adapters."""
         owner, _, adapter = model.partition("/")
         if owner != tenant:
             raise _no_model(model)
-        return model if adapter else None
+        if not adapter:
+            return None
+        if generator.registry is None:
+            raise _no_model(model)
+        try:
+            generator.registry.resolve(model)
+        except AdapterNotFoundError as exc:
+            raise _no_model(model) from exc
+        return model
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
