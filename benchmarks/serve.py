@@ -24,11 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 import _generation
+
+from ragtune.serve.child import served
 
 QUESTIONS = [
     "How long is the motor of the Cascade blender covered by the warranty?",
@@ -60,12 +58,6 @@ QUESTIONS = [
 ]
 KEY = "rt-bench-serve-key"
 KINDS = ("prompt", "prefix", "lora")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_config(args: Any, work: Path, index: Path) -> Path:
@@ -180,25 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_path = _write_config(args, work, index)
 
     quiet = _common.wait_for_quiet(args.max_wait, label="serve")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = os.environ | {"RAGTUNE_BENCH_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    log = (work / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "ragtune"),
-            "serve",
-            "--config",
-            str(config_path),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     results: dict[str, Any] = {
         "figure": "serve",
         "machine": _common.machine_info(),
@@ -206,23 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": vars(args) | {"out": str(args.out), "config": str(args.config), "data": None},
         "levels": {},
     }
-    try:
+    rows = []
+    with served(
+        config_path,
+        work / "server.log",
+        env={"RAGTUNE_BENCH_KEY": KEY, "HF_HUB_OFFLINE": "1"},
+        extra_args=("--log-level", "warning"),
+    ) as url:
         import httpx
 
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start; see {work / 'server.log'}")
-            time.sleep(0.5)
         # warm-up: every adapter loaded once, weights paged in
         asyncio.run(_clients(url, [[(f"bench/{n}", QUESTIONS[0])] for n, _k in names[:16]]))
-
-        rows = []
         for level in levels:
             plan = [
                 [
@@ -287,13 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         ]
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
     path = _common.write_results(args.out, "serve", results)
     print("\n### Serving (loopback, embedded default, each client on its own adapter)\n")
     print(

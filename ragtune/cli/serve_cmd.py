@@ -64,8 +64,14 @@ def serve_key(
     from ragtune.generate.adapters import check_name
     from ragtune.serve import hash_key, new_key
 
-    tenant = check_name(tenant, "tenant")
+    try:
+        tenant = check_name(tenant, "tenant")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TENANT") from exc
     key = new_key()
-    console.print(f"key (give it to {tenant}; it is not stored anywhere): {key}")
+    # soft_wrap: the key and the hash must stay on one line to be copied
+    console.print(f"key (give it to {tenant}; it is not stored anywhere): {key}", soft_wrap=True)
     console.print("add under serve.keys in the config:")
-    console.print(f"  - {{tenant: {tenant}, key_sha256: {hash_key(key)}}}", markup=False)
+    console.print(
+        f"  - {{tenant: {tenant}, key_sha256: {hash_key(key)}}}", markup=False, soft_wrap=True
+    )

@@ -74,32 +74,39 @@ def perturb(peft_model: Any, seed: int, scale: float = 0.5) -> None:
 MakeAdapter = Callable[..., Path]
 
 
+def build_adapter(
+    base_dir: Path,
+    folder: Path,
+    kind: str,
+    *,
+    seed: int = 1,
+    tenant: str = "acme",
+    name: str = "support",
+    **spec: Any,
+) -> Path:
+    """Build, perturb and save an adapter of a kind on a fresh copy of the base in ``base_dir``."""
+    base = load_base_model(base_dir, device="cpu")
+    peft_model = new_adapter(base, spec_for(kind, **spec))
+    perturb(peft_model, seed)
+    card = AdapterCard(
+        name=name,
+        tenant=tenant,
+        kind=kind,  # type: ignore[arg-type]
+        base_model=base.name,
+        base_weights_sha256=base.weights_sha256,
+        trainable_parameters=trainable_parameters(peft_model),
+        settings={"seed": seed},
+    )
+    return save_adapter(peft_model, folder, card)
+
+
 @pytest.fixture
 def make_adapter(tiny_llama_dir: Path, tmp_path: Path) -> MakeAdapter:
-    """Build, perturb and save an adapter of a kind on a fresh copy of the tiny base."""
+    """:func:`build_adapter` on the tiny base, each into its own folder under ``tmp_path``."""
     counter = iter(range(10_000))
 
-    def make(
-        kind: str,
-        *,
-        seed: int = 1,
-        tenant: str = "acme",
-        name: str = "support",
-        base_dir: Path | None = None,
-        **spec: Any,
-    ) -> Path:
-        base = load_base_model(base_dir or tiny_llama_dir, device="cpu")
-        peft_model = new_adapter(base, spec_for(kind, **spec))
-        perturb(peft_model, seed)
-        card = AdapterCard(
-            name=name,
-            tenant=tenant,
-            kind=kind,  # type: ignore[arg-type]
-            base_model=base.name,
-            base_weights_sha256=base.weights_sha256,
-            trainable_parameters=trainable_parameters(peft_model),
-            settings={"seed": seed},
-        )
-        return save_adapter(peft_model, tmp_path / f"made-{kind}-{next(counter)}", card)
+    def make(kind: str, *, base_dir: Path | None = None, **options: Any) -> Path:
+        folder = tmp_path / f"made-{kind}-{next(counter)}"
+        return build_adapter(base_dir or tiny_llama_dir, folder, kind, **options)
 
     return make

@@ -3,12 +3,6 @@ asked through the real OpenAI client: cited, checked answers, plain and streamed
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +13,7 @@ import yaml
 
 from ragtune.config import load_config
 from ragtune.indexing import build_index
+from ragtune.serve.child import served
 
 pytestmark = pytest.mark.integration
 
@@ -42,39 +37,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     raw["retriever"]["index"] = str(root / "index")
     raw["generator"]["adapters_root"] = str(root / "adapters")
     (root / "serve.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "ragtune"),
-            "serve",
-            "--config",
-            str(root / "serve.yaml"),
-            "--port",
-            str(port),
-        ],
-        env=os.environ | {"RAGTUNE_KEY_ACME": KEY},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.close()
-            raise AssertionError((root / "server.log").read_text())
-        time.sleep(0.5)
-    yield url
-    process.send_signal(signal.SIGINT)
-    assert process.wait(60) == 0  # a clean shutdown
-    log.close()
+    with served(root / "serve.yaml", root / "server.log", env={"RAGTUNE_KEY_ACME": KEY}) as url:
+        yield url  # leaving checks that it shut down cleanly (exit status 0)
 
 
 def _client(url: str) -> Any:

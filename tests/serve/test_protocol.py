@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from ragtune.config import ApiKeyConfig, load_config
@@ -132,3 +135,35 @@ def test_citations_and_completion_carry_passages_and_verdicts() -> None:
     extension = body["ragtune"]
     assert extension["adapter_version"] == 3 and extension["grounded"]
     assert extension["timings_ms"]["queue"] == 250.0 and extension["timings_ms"]["retrieve"] == 10.0
+
+
+def test_serve_refuses_to_start_without_a_usable_key(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    none = tmp_path / "none.yaml"
+    none.write_text("serve: {keys: []}\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["serve", "--config", str(none)])
+    assert isinstance(result.exception, ConfigError) and "serve-key" in str(result.exception)
+    unset = tmp_path / "unset.yaml"
+    unset.write_text(
+        "serve: {keys: [{tenant: acme, key_env: RAGTUNE_TEST_UNSET_KEY}]}\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(app, ["serve", "--config", str(unset)])
+    assert isinstance(result.exception, ConfigError)
+    assert "RAGTUNE_TEST_UNSET_KEY" in str(result.exception)
+
+
+def test_serve_key_prints_a_new_key_and_the_config_line() -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    result = CliRunner().invoke(app, ["serve-key", "acme"])
+    assert result.exit_code == 0, result.output
+    match = re.search(r"(rt-[A-Za-z0-9_-]{40,})", result.output)
+    assert match is not None
+    assert f"{{tenant: acme, key_sha256: {hash_key(match.group(1))}}}" in result.output
+    bad = CliRunner().invoke(app, ["serve-key", "../x"])
+    assert bad.exit_code == 2 and "not a valid name" in bad.output

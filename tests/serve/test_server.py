@@ -14,7 +14,7 @@ import pytest
 from ragtune import Assistant
 from ragtune.config import load_config
 from ragtune.serve import KeyRing, create_app, hash_key
-from tests.generate.conftest import perturb, spec_for
+from tests.generate.conftest import build_adapter
 from tests.generate.tiny import save_tiny
 from tests.serve.server import running
 
@@ -29,26 +29,9 @@ QUESTION = [{"role": "user", "content": "How many days do I have to return an it
 
 def _register(root: Path, llama: Path, tenant: str, name: str, kind: str, seed: int) -> None:
     from ragtune.generate import AdapterRegistry
-    from ragtune.generate.adapters import (
-        AdapterCard,
-        new_adapter,
-        save_adapter,
-        trainable_parameters,
-    )
-    from ragtune.generate.models import load_base_model
 
-    base = load_base_model(llama, device="cpu")
-    peft_model = new_adapter(base, spec_for(kind))
-    perturb(peft_model, seed)
-    card = AdapterCard(
-        name=name,
-        tenant=tenant,
-        kind=kind,  # type: ignore[arg-type]
-        base_model=base.name,
-        base_weights_sha256=base.weights_sha256,
-        trainable_parameters=trainable_parameters(peft_model),
-    )
-    folder = save_adapter(peft_model, root / f"made-{tenant}-{name}-{seed}", card)
+    folder = root / f"made-{tenant}-{name}-{seed}"
+    build_adapter(llama, folder, kind, seed=seed, tenant=tenant, name=name)
     AdapterRegistry(root / "adapters").register(folder)
 
 
