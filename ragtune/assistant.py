@@ -215,7 +215,7 @@ class Assistant:
             try:
                 self._check_request(question.text)
                 adapter = self._adapter_for(question.tenant, question.adapter)
-                if adapter is not None and not Path(adapter).exists():
+                if adapter is not None:
                     self.generator.load_adapter(adapter)  # unknown or broken: refused here
                 settings = self._decode_settings(question.max_new_tokens)
                 item = _Work(question.text, time.perf_counter())

@@ -425,12 +425,7 @@ class HFGenerator:
             raise GenerationError(
                 f"{len(requests)} requests in one batch; the most is {self.max_batch_size}"
             )
-        events = self._decode(requests, cancelled=cancelled)
-        while True:
-            try:
-                yield next(events)
-            except StopIteration:
-                return
+        yield from self._decode(requests, cancelled=cancelled)
 
     def log_likelihood(
         self,

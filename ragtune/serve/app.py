@@ -114,7 +114,6 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
     max_tokens = settings.max_tokens or generator.settings.max_new_tokens
     switches_seen = generator.adapter_loads
     started = time.time()
-    scheduler: Scheduler
 
     def on_batch(size: int, seconds: float) -> None:
         nonlocal switches_seen
@@ -155,10 +154,7 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
     async def count(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        try:
-            response = await call_next(request)
-        except ApiError as exc:
-            response = exc.response()
+        response = await call_next(request)
         route = request.url.path if request.url.path in _ROUTES else "other"
         metrics.requests.labels(route, str(response.status_code)).inc()
         if response.status_code in (400, 401, 404, 413, 422, 429):
