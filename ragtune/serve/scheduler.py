@@ -21,15 +21,25 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
-    from ragtune.assistant import Assistant, Question
+    from collections.abc import Iterator, Sequence
+
+    from ragtune.assistant import Question
     from ragtune.types import Answer
 
-__all__ = ["QueueFullError", "Scheduler", "Ticket"]
+
+class Answerer(Protocol):
+    """What the scheduler needs: :meth:`ragtune.Assistant.answer_stream`."""
+
+    def answer_stream(
+        self, questions: Sequence[Question], *, cancelled: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, Answer | RagtuneError]]: ...
+
+__all__ = ["Answerer", "QueueFullError", "Scheduler", "Ticket"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +81,7 @@ class Ticket:
 class Scheduler:
     def __init__(
         self,
-        assistant: Assistant,
+        assistant: Answerer,
         *,
         max_queue: int,
         max_batch: int,
