@@ -39,6 +39,7 @@ class Answerer(Protocol):
         self, questions: Sequence[Question], *, cancelled: Callable[[int], bool] | None = None
     ) -> Iterator[tuple[int, Answer | RagtuneError]]: ...
 
+
 __all__ = ["Answerer", "QueueFullError", "Scheduler", "Ticket"]
 
 log = logging.getLogger(__name__)
