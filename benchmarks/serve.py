@@ -149,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--soak", type=float, default=300.0, help="soak seconds (0: no soak)")
     p.add_argument("--batch", type=int, default=8, help="generator.max_batch_size")
     p.add_argument("--p95-limit", type=float, default=10.0)
+    p.add_argument(
+        "--soak-clients",
+        type=int,
+        help="clients in the soak (default: the most of --levels whose p95 stayed under the limit)",
+    )
     args = p.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",") if x]
 
@@ -231,8 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for lv in levels
             if (results["levels"][str(lv)]["concurrent"]["p95_s"] or 1e9) < args.p95_limit
         ]
-        if args.soak > 0 and within:
-            level = max(within)
+        if args.soak > 0 and (within or args.soak_clients):
+            level = args.soak_clients or max(within)
             plan = [
                 [(f"bench/{names[c][0]}", q) for q in QUESTIONS[c % 4 :] + QUESTIONS[: c % 4]]
                 for c in range(level)
