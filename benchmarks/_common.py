@@ -331,3 +331,52 @@ def ensure_index(
 def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for lo in range(0, len(items), size):
         yield items[lo : lo + size]
+
+
+# ---- the squad-dev article split of the grounding work ----------------------------------------
+
+
+def article_part(title: str, seed: int = 0) -> str:
+    """``held`` (about 30% of the articles, never trained or tuned on: the figures come from
+    them), ``dev`` (about 10%: choosing variants and calibrating abstention) or ``train``.
+
+    A seeded hash of the title, so the split does not depend on which other articles exist.
+    ``held`` is the split of ``benchmarks/adapters.py`` (same hash, same share).
+    """
+    import hashlib
+
+    def draw(salt: int) -> float:
+        digest = hashlib.sha256(f"{salt}:{title}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    if draw(seed) < 0.3:
+        return "held"
+    return "dev" if draw(seed + 1) < 0.15 else "train"
+
+
+def write_article_split(data: Path, out: Path, *, seed: int = 0) -> dict[str, Path]:
+    """Write ``{part}_{answerable|unanswerable}.jsonl`` under ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for name, source in (("answerable", "questions.jsonl"), ("unanswerable", "unanswerable.jsonl")):
+        parts: dict[str, list[dict[str, Any]]] = {"train": [], "dev": [], "held": []}
+        for row in read_jsonl(data / source):
+            parts[article_part(row["title"], seed)].append(row)
+        for part, rows in parts.items():
+            path = out / f"{part}_{name}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+            files[f"{part}_{name}"] = path
+    return files
+
+
+def squad_index(data: Path, out: Path, config: Any) -> Path:
+    """The index of every squad-dev passage (built once, cached under ``out/indexes``)."""
+    index = out / "indexes" / "squad-passages"
+    ensure_index(
+        [data / "passages.jsonl"],
+        index,
+        embedder=config.embedder.build(),
+        settings=config.build_settings(),
+        rebuild=False,
+    )
+    return index

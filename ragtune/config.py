@@ -344,6 +344,12 @@ class GeneratorConfig(_Strict):
     examples: bool = Field(
         True, description="show two worked examples (an answer with a marker, an abstention)"
     )
+    max_passages: int = Field(5, ge=1, le=100, description="passages the prompt shows at most")
+    passage_tokens: int = Field(
+        4096,
+        ge=16,
+        description="each passage is cut to its window of sentences most about the question",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -373,6 +379,8 @@ class GeneratorConfig(_Strict):
             max_batch_size=self.max_batch_size,
             max_loaded=self.max_loaded_adapters,
             examples=EXAMPLES if self.examples else (),
+            max_passages=self.max_passages,
+            passage_tokens=self.passage_tokens,
         )
         adapter = self.adapter
         if isinstance(adapter, TrainedAdapterConfig):
@@ -488,6 +496,9 @@ class LoraTrainingConfig(_Strict):
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
+    first_layer: int = Field(
+        0, ge=0, description="LoRA on the decoder layers from this one to the last (0: all)"
     )
 
 

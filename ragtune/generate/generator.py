@@ -167,6 +167,8 @@ class HFGenerator:
         max_loaded: int = 32,
         instruction: str = INSTRUCTION,
         examples: Sequence[Example] = (),
+        max_passages: int = 5,
+        passage_tokens: int = 4096,
     ) -> None:
         self.base = base
         self.model = base.model
@@ -175,6 +177,8 @@ class HFGenerator:
         self.settings = settings or DecodeSettings()
         self.instruction = instruction
         self.examples = tuple(examples)
+        self.max_passages = max_passages
+        self.passage_tokens = passage_tokens
         limit = min(int(getattr(self.model.config, "max_position_embeddings", 0) or 8192), 8192)
         self.context_window = min(context_window or limit, limit)
         if self.context_window < 64:
@@ -377,6 +381,8 @@ class HFGenerator:
                 reserve=reserve,
                 instruction=self.instruction,
                 examples=self.examples if examples else (),
+                max_passages=self.max_passages,
+                passage_tokens=self.passage_tokens,
             )
         except ValueError as exc:
             raise GenerationError(f"{exc}: shorten the question or lower max_new_tokens") from exc

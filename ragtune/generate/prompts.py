@@ -9,10 +9,15 @@ With ``examples`` (:data:`EXAMPLES`, on by default in the config) two worked tur
 the real question: one answered with a marker, one answered with the abstention sentence. A
 small base model copies their form far more reliably than it follows the instruction alone.
 
-Passages are cut to fit the context window with room reserved for the answer: whole passages are
-taken in rank order while they fit, the first that does not fit is cut at a token boundary when a
-useful part of it fits, and the rest are left out. ``[n]`` always means the n-th passage the
-prompt actually holds (:attr:`Prompt.passages`).
+At most ``max_passages`` passages are shown, each cut to at most ``passage_tokens`` tokens: a
+longer passage is shown as its window of whole sentences that shares the most content words with
+the question (:func:`passage_window`; on squad-dev a 128-token window keeps the answer of 94% of
+gold paragraphs, whose median is 153 tokens). Prefill time grows with every prompt token, and a
+small model reads a short passage better than a long one. Then passages are fitted to the
+context window with room reserved for the answer: they are taken in rank order while they fit,
+the first that does not fit is cut at a token boundary when a useful part of it fits, and the
+rest are left out. ``[n]`` always means the n-th passage the prompt actually holds
+(:attr:`Prompt.passages`).
 
 >>> from ragtune.generate.prompts import format_passages, PromptPassage
 >>> print(format_passages([PromptPassage("Returns", "Items can be returned within 30 days.")]))
@@ -26,6 +31,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ragtune.text import content_terms, sentence_spans
 
 __all__ = [
     "ABSTENTION",
@@ -42,6 +49,7 @@ __all__ = [
     "fit_passages",
     "format_passages",
     "is_abstention",
+    "passage_window",
 ]
 
 ABSTENTION = "I don't know: the documents I have do not answer this."
@@ -79,7 +87,7 @@ class PromptPassage:
     title: str
     text: str
     cut: bool = False
-    """True when the text was shortened to fit the context window."""
+    """True when the text was shortened (to its window, or to fit the context window)."""
 
 
 @dataclass(frozen=True)
@@ -186,30 +194,77 @@ def _user_turn(question: str, passages: Sequence[PromptPassage]) -> str:
     return f"Passages:\n{block}\n\nQuestion: {question.strip()}"
 
 
+def passage_window(
+    question: str, text: str, counter: TokenCounter, max_tokens: int
+) -> tuple[str, bool]:
+    """The part of ``text`` a prompt shows for ``question``: at most ``max_tokens`` tokens.
+
+    A text that fits is kept whole. Otherwise the window is the run of consecutive whole
+    sentences, within ``max_tokens``, whose sentences share the most content words with the
+    question (summed over the sentences; ties go to the longer window, which gives more
+    context). When no single sentence fits, the best sentence is cut at a token boundary.
+    Returns the window and whether the text was cut. Pure.
+
+    >>> class Words:
+    ...     def count(self, text): return len(text.split())
+    ...     def truncate(self, text, n): return " ".join(text.split()[:n])
+    >>> passage_window("When did the museum open?",
+    ...     "The city is old. The museum opened in 1901. It has a cafe.", Words(), 6)
+    ('The museum opened in 1901.', True)
+    """
+    if counter.count(text) <= max_tokens:
+        return text, False
+    spans = sentence_spans(text)
+    terms = content_terms(question)
+    sizes = [counter.count(text[a:b]) for a, b in spans]
+    scores = [len(terms & content_terms(text[a:b])) for a, b in spans]
+    best: tuple[tuple[int, int], int, int] | None = None
+    for i in range(len(spans)):
+        size = score = 0
+        for j in range(i, len(spans)):
+            size += sizes[j]
+            if size > max_tokens:
+                break
+            score += scores[j]
+            key = (score, size)
+            if best is None or key > best[0]:
+                best = (key, i, j)
+    if best is None:  # every sentence is longer than the window: cut the best one
+        i = max(range(len(spans)), key=lambda k: (scores[k], -k))
+        start, end = spans[i]
+        return counter.truncate(text[start:end], max_tokens), True
+    _key, i, j = best
+    return text[spans[i][0] : spans[j][1]], True
+
+
 def fit_passages(
     passages: Sequence[_Titled],
     counter: TokenCounter,
     budget: int,
     *,
+    question: str = "",
+    max_passages: int = 20,
+    passage_tokens: int = 4096,
     min_tokens: int = MIN_PASSAGE_TOKENS,
 ) -> tuple[list[PromptPassage], list[int]]:
     """The passages that fit in ``budget`` tokens, in order, and their indices in ``passages``.
 
-    Each passage costs its formatted block (number, title, text, separator). Whole passages are
-    taken while they fit; the first that does not is cut to the room left when at least
-    ``min_tokens`` of its text fit; everything after it is left out, so a lower-ranked passage
-    never displaces a higher-ranked one.
+    The first ``max_passages`` are considered, each cut to its :func:`passage_window` of
+    ``passage_tokens`` for ``question``. Each costs its formatted block (number, title, text,
+    separator). Whole passages are taken while they fit; the first that does not is cut to the
+    room left when at least ``min_tokens`` of its text fit; everything after it is left out, so
+    a lower-ranked passage never displaces a higher-ranked one.
     """
     kept: list[PromptPassage] = []
     indices: list[int] = []
     room = budget
-    for index, passage in enumerate(passages):
+    for index, passage in enumerate(passages[:max_passages]):
         number = len(kept) + 1
         overhead = counter.count(f"[{number}] {passage.title}\n\n\n")
-        text = passage.text.strip()
+        text, windowed = passage_window(question, passage.text.strip(), counter, passage_tokens)
         cost = overhead + counter.count(text)
         if cost <= room:
-            kept.append(PromptPassage(passage.title, text))
+            kept.append(PromptPassage(passage.title, text, cut=windowed))
             indices.append(index)
             room -= cost
             continue
@@ -230,10 +285,13 @@ def build_prompt(
     reserve: int,
     instruction: str = INSTRUCTION,
     examples: Sequence[Example] = (),
+    max_passages: int = 20,
+    passage_tokens: int = 4096,
 ) -> Prompt:
     """Render the chat prompt for ``question`` over as many of ``passages`` as fit.
 
-    ``reserve`` tokens are kept free for the answer. The ``examples`` are left out when they
+    At most ``max_passages`` passages, each cut to its ``passage_tokens`` window (see
+    :func:`fit_passages`). ``reserve`` tokens are kept free for the answer. The ``examples`` are left out when they
     would take more than half the room the passages would otherwise have (a short context
     window): the passages matter more. Raises ``ValueError`` when even the question and
     instruction alone do not fit; the caller turns that into its own error.
@@ -256,7 +314,14 @@ def build_prompt(
             f"for the answer they do not fit a context window of {context_window}"
         )
     # A little slack: the passage block joins with the text around it, and BPE merges at joins.
-    kept, indices = fit_passages(passages, counter, max(budget - 8, 0))
+    kept, indices = fit_passages(
+        passages,
+        counter,
+        max(budget - 8, 0),
+        question=question,
+        max_passages=max_passages,
+        passage_tokens=passage_tokens,
+    )
     ids = _render(
         tokenizer, build_messages(question, kept, instruction=instruction, examples=examples)
     )
@@ -271,7 +336,7 @@ def build_prompt(
         token_ids=tuple(ids),
         passages=tuple(kept),
         source_indices=tuple(indices),
-        dropped=len(passages) - len(kept),
+        dropped=min(len(passages), max_passages) - len(kept),
         examples=len(examples),
     )
 

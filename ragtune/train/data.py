@@ -64,6 +64,9 @@ class TrainingExample:
     """``answer`` (gold passage shown), ``no gold`` (gold removed) or ``unanswerable``."""
     gold_position: int | None = None
     """1-based position of the gold passage, when shown."""
+    answers: tuple[str, ...] = ()
+    """The gold answers (of an ``answer`` example): the prompt's passage window must still
+    hold one, or the example teaches the abstention instead (see ``encode_example``)."""
 
 
 Retrieve = Callable[[str, int], Sequence[tuple[str, PromptPassage]]]
@@ -119,7 +122,13 @@ def build_examples(
             target = f"{_clean(question.answers[0]).strip().rstrip('.')} [{position + 1}]."
             examples.append(
                 TrainingExample(
-                    text, tuple(chosen), target, question.passage_id, "answer", position + 1
+                    text,
+                    tuple(chosen),
+                    target,
+                    question.passage_id,
+                    "answer",
+                    position + 1,
+                    tuple(question.answers),
                 )
             )
         else:

@@ -7,6 +7,17 @@ step, so a run resumed from a checkpoint (adapter weights, optimiser, schedule, 
 validation history) continues exactly as an uninterrupted one would. Validation loss is measured
 every ``eval_every`` steps; training stops after ``patience`` measurements without improvement
 and the best weights are put back.
+
+Work the model does not need is cut (measured on SmolLM2-135M, 2 CPU cores, LoRA r16):
+
+- **No padding to speak of.** Each epoch's seeded order is cut into windows of 64 micro-batches;
+  inside a window examples are sorted by length before they are grouped, so a micro-batch holds
+  examples of nearly one length, and the batches' order is shuffled again (seeded).
+- **Logits only where the loss is.** Rows are padded on the left, so every row's target ends
+  at the last column; the output layer (49,152 x 576, a fifth of a forward pass) runs only on
+  the last (longest target + 1) positions: 160 -> 202 training tokens/s.
+- **The prompt of training is the prompt of inference**, without worked examples, with the
+  passages cut to their windows (:func:`ragtune.generate.prompts.build_prompt`).
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ragtune.generate.prompts import build_prompt
+from ragtune.eval.metrics import contains_answer
+from ragtune.generate.prompts import ABSTENTION, build_prompt
 from ragtune.train.data import TrainingExample
 
 __all__ = [
@@ -85,24 +97,45 @@ def end_of_turn_id(tokenizer: Any) -> int:
 
 
 def encode_example(
-    tokenizer: Any, example: TrainingExample, *, max_length: int, virtual_tokens: int = 0
+    tokenizer: Any,
+    example: TrainingExample,
+    *,
+    max_length: int,
+    virtual_tokens: int = 0,
+    max_passages: int = 20,
+    passage_tokens: int = 4096,
 ) -> Encoded | None:
-    """The example as the model reads it at inference (the same prompt function) plus its
-    target and the end-of-turn token. None when the gold passage does not fit ``max_length``."""
-    target = list(tokenizer(example.target, add_special_tokens=False)["input_ids"])
-    target.append(end_of_turn_id(tokenizer))
+    """The example as the model reads it at inference (the same prompt function, the same
+    passage layout) plus its target and the end-of-turn token.
+
+    None when the gold passage does not fit ``max_length``. When the gold passage's window (see
+    :func:`~ragtune.generate.prompts.passage_window`) no longer holds an answer, the target
+    becomes the abstention sentence: the model must not learn to answer from text it was not
+    shown.
+    """
+    target_text = example.target
+    end = end_of_turn_id(tokenizer)
+    reserve = len(tokenizer(target_text, add_special_tokens=False)["input_ids"]) + 1
+    reserve = max(reserve, len(tokenizer(ABSTENTION, add_special_tokens=False)["input_ids"]) + 1)
     try:
         prompt = build_prompt(
             tokenizer,
             example.question,
             example.passages,
             context_window=max_length - virtual_tokens,
-            reserve=len(target),
+            reserve=reserve,
+            max_passages=max_passages,
+            passage_tokens=passage_tokens,
         )
     except ValueError:
         return None
-    if example.gold_position is not None and example.gold_position > len(prompt.passages):
-        return None
+    if example.gold_position is not None:
+        if example.gold_position > len(prompt.passages):
+            return None
+        shown = prompt.passages[example.gold_position - 1].text
+        if example.answers and not contains_answer(shown, example.answers):
+            target_text = ABSTENTION
+    target = [*tokenizer(target_text, add_special_tokens=False)["input_ids"], end]
     ids = list(prompt.token_ids)
     return Encoded(tuple(ids + target), tuple([-100] * len(ids) + target))
 
@@ -146,33 +179,91 @@ class _State:
     bad_evals: int = 0
 
 
-def _order(n: int, seed: int, epoch: int) -> list[int]:
+_WINDOW = 64
+"""Micro-batches per length-sorting window (see the module doc)."""
+
+
+def epoch_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int
+) -> list[list[int]]:
+    """The micro-batches of one epoch: example indices, grouped by length, in seeded order.
+
+    Pure: the same lengths, size, seed and epoch give the same batches (resumption relies on
+    it). Every example appears exactly once.
+    """
     import torch
 
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return [int(i) for i in torch.randperm(n, generator=generator)]
+    order = [int(i) for i in torch.randperm(len(lengths), generator=generator)]
+    span = batch_size * _WINDOW
+    batches: list[list[int]] = []
+    for lo in range(0, len(order), span):
+        window = sorted(order[lo : lo + span], key=lambda i: (lengths[i], i))
+        batches += [window[k : k + batch_size] for k in range(0, len(window), batch_size)]
+    shuffle = torch.randperm(len(batches), generator=generator)
+    return [batches[int(i)] for i in shuffle]
 
 
-def _micro_batch(items: int, settings: TrainSettings, index: int) -> list[int]:
-    """The example indices of global micro-batch ``index``: seeded order, epoch after epoch."""
-    per_epoch = max(1, math.ceil(items / settings.batch_size))
-    epoch, position = divmod(index, per_epoch)
-    order = _order(items, settings.seed, epoch)
-    return order[position * settings.batch_size : (position + 1) * settings.batch_size]
+class _Schedule:
+    """Global micro-batch ``index`` -> example indices, epoch after epoch (cached per epoch)."""
+
+    def __init__(self, lengths: Sequence[int], settings: TrainSettings) -> None:
+        self.lengths = list(lengths)
+        self.settings = settings
+        self._epoch = -1
+        self._batches: list[list[int]] = []
+
+    def __call__(self, index: int) -> list[int]:
+        per_epoch = max(1, math.ceil(len(self.lengths) / self.settings.batch_size))
+        epoch, position = divmod(index, per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._batches = epoch_batches(
+                self.lengths, self.settings.batch_size, self.settings.seed, epoch
+            )
+        return self._batches[position]
 
 
 def _tensors(batch: Sequence[Encoded], pad_id: int, device: Any) -> dict[str, Any]:
+    """Left-padded ids, mask and labels: every row's target ends at the last column."""
     import torch
 
     width = max(len(e.input_ids) for e in batch)
-    ids = [list(e.input_ids) + [pad_id] * (width - len(e.input_ids)) for e in batch]
-    labels = [list(e.labels) + [-100] * (width - len(e.labels)) for e in batch]
-    mask = [[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in batch]
+    ids = [[pad_id] * (width - len(e.input_ids)) + list(e.input_ids) for e in batch]
+    labels = [[-100] * (width - len(e.labels)) + list(e.labels) for e in batch]
+    mask = [[0] * (width - len(e.input_ids)) + [1] * len(e.input_ids) for e in batch]
     return {
         "input_ids": torch.tensor(ids, device=device),
         "labels": torch.tensor(labels, device=device),
         "attention_mask": torch.tensor(mask, device=device),
     }
+
+
+def _target_span(labels: Sequence[int]) -> int:
+    """How many of the last positions hold the first target token and everything after it."""
+    for i, label in enumerate(labels):
+        if label != -100:
+            return len(labels) - i
+    return 0
+
+
+def batch_loss(model: Any, batch: Sequence[Encoded], pad_id: int, device: Any) -> Any:
+    """Summed cross-entropy of ``batch``'s target tokens (a 0-dim tensor), computing logits
+    only for the positions that predict a target token."""
+    import torch
+
+    tensors = _tensors(batch, pad_id, device)
+    span = max(_target_span(e.labels) for e in batch)
+    out = model(
+        input_ids=tensors["input_ids"],
+        attention_mask=tensors["attention_mask"],
+        logits_to_keep=span + 1,
+    )
+    logits = out.logits[:, -span - 1 : -1, :].float()
+    labels = tensors["labels"][:, -span:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
 
 
 def _lr_factor(settings: TrainSettings) -> Callable[[int], float]:
@@ -216,13 +307,12 @@ def validation_loss(
     model.eval()
     total = tokens = 0.0
     device = next(p.device for p in model.parameters())
+    order = sorted(range(len(items)), key=lambda i: len(items[i].input_ids))
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            out = model(**_tensors(batch, pad_id, device))
-            count = sum(e.target_tokens for e in batch)
-            total += float(out.loss) * count
-            tokens += count
+            batch = [items[i] for i in order[start : start + batch_size]]
+            total += float(batch_loss(model, batch, pad_id, device))
+            tokens += sum(e.target_tokens for e in batch)
     if was_training:
         model.train()
     return total / tokens if tokens else None
@@ -248,6 +338,7 @@ def train(
     settings.check()
     if not train_items:
         raise ValueError("no training examples")
+    schedule_of = _Schedule([len(e.input_ids) for e in train_items], settings)
     device = next(p.device for p in model.parameters())
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(
@@ -271,12 +362,14 @@ def train(
     while state.step < settings.max_steps:
         started = time.perf_counter()
         step_loss = 0.0
-        for micro in range(settings.grad_accum):
-            indices = _micro_batch(
-                len(train_items), settings, state.step * settings.grad_accum + micro
-            )
-            batch = [train_items[i] for i in indices]
-            loss = model(**_tensors(batch, pad_id, device)).loss / settings.grad_accum
+        micro_batches = [
+            [train_items[i] for i in schedule_of(state.step * settings.grad_accum + micro)]
+            for micro in range(settings.grad_accum)
+        ]
+        # The loss is the mean over the step's target tokens, however they fall into batches.
+        targets = sum(e.target_tokens for batch in micro_batches for e in batch)
+        for batch in micro_batches:
+            loss = batch_loss(model, batch, pad_id, device) / targets
             loss.backward()
             step_loss += float(loss.detach())
             state.tokens += sum(len(e.input_ids) for e in batch)

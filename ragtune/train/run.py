@@ -49,6 +49,7 @@ def _spec(config: RagtuneConfig) -> Any:
             alpha=adapter.alpha,
             dropout=adapter.dropout,
             target_modules=tuple(adapter.target_modules),
+            first_layer=adapter.first_layer,
         )
     kind = PromptSpec if adapter.type == "prompt" else PrefixSpec
     return kind(num_virtual_tokens=adapter.num_virtual_tokens, init_text=adapter.init_text)
@@ -150,12 +151,20 @@ def train_adapter(
     virtual = int(getattr(peft_model.peft_config["default"], "num_virtual_tokens", 0) or 0)
     loop = cfg.train.loop
     settings = TrainSettings(**loop.model_dump())
+    layout = {
+        "max_passages": cfg.generator.max_passages,
+        "passage_tokens": cfg.generator.passage_tokens,
+    }
     encode = [
-        encode_example(base.tokenizer, e, max_length=settings.max_length, virtual_tokens=virtual)
+        encode_example(
+            base.tokenizer, e, max_length=settings.max_length, virtual_tokens=virtual, **layout
+        )
         for e in split.train
     ]
     encode_val = [
-        encode_example(base.tokenizer, e, max_length=settings.max_length, virtual_tokens=virtual)
+        encode_example(
+            base.tokenizer, e, max_length=settings.max_length, virtual_tokens=virtual, **layout
+        )
         for e in split.validation
     ]
     train_items = [e for e in encode if e is not None]
@@ -165,7 +174,9 @@ def train_adapter(
     )
     data_sha = examples_sha256(examples)
     root = Path(cfg.generator.adapters_root)
-    run_id = _fingerprint(data_sha, asdict(spec), asdict(settings), base.weights_sha256)[:16]
+    run_id = _fingerprint(data_sha, asdict(spec), asdict(settings), layout, base.weights_sha256)[
+        :16
+    ]
     checkpoints = root / ".training" / tenant / name / run_id
     pad_id = base.tokenizer.pad_token_id
     if pad_id is None:
@@ -205,7 +216,7 @@ def train_adapter(
             "loop": asdict(settings),
             "data": asdict(data_settings),
             "device": str(next(peft_model.parameters()).device),
-            "prompt": {"examples": False},
+            "prompt": {"examples": False, **layout},
         },
     )
     staging = checkpoints / "adapter"

@@ -118,6 +118,24 @@ def test_a_fragment_below_the_minimum_is_left_out() -> None:
     assert not kept[0].cut
 
 
+def test_passages_are_cut_to_the_window_most_about_the_question() -> None:
+    text = " ".join(f"Filler sentence number {i} says little." for i in range(20))
+    text += " The warranty lasts two years. Filler again at the end."
+    passages = [P("Warranty", text), P("b", words(10)), P("c", words(10))]
+    kept, indices = fit_passages(
+        passages,
+        WordCounter(),
+        budget=1000,
+        question="How long is the warranty?",
+        max_passages=2,
+        passage_tokens=12,
+    )
+    assert indices == [0, 1]  # at most two passages
+    assert kept[0].cut and "The warranty lasts two years." in kept[0].text
+    assert WordCounter().count(kept[0].text) <= 12
+    assert not kept[1].cut  # a passage under the cap stays whole
+
+
 def test_build_prompt_fits_the_window_with_room_for_the_answer() -> None:
     tokenizer = make_tokenizer()
     passages = [
