@@ -121,3 +121,25 @@ def timed(fn: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - started
+
+
+def make_generator(registry: Any, *, base: Any = None, max_loaded: int = 32) -> tuple[Any, Any]:
+    """An ``HFGenerator`` on the embedded model (or ``base``) with its pool over ``registry``."""
+    from ragtune.generate import (
+        AdapterPool,
+        GeneratorSettings,
+        HFGenerator,
+        PoolSettings,
+        load_base_model,
+    )
+
+    base = base if base is not None else load_base_model(device="cpu")
+    pool = AdapterPool(base, registry, PoolSettings(registry.root, max_loaded=max_loaded))
+    return HFGenerator(base, pool, GeneratorSettings()), pool
+
+
+def bench(name: str) -> Any:
+    """The registered benchmark adapter ``bench/NAME``."""
+    from ragtune.types import AdapterRef
+
+    return AdapterRef("bench", name)

@@ -5,7 +5,7 @@ prompts and prefixes, LoRA r8 on all seven projections):
 
 * load from disk: ``generator.load_adapter("bench/NAME")`` for a version not yet in memory
   (read, integrity and fit checks, tensors to the model's device, LoRA injected through PEFT);
-* switch: ``generator.activate("bench/NAME")`` to an adapter already loaded, which re-reads
+* switch: ``generator.load_adapter(AdapterRef("bench", NAME))`` of one already loaded, which re-reads
   the registry pointer (so a promotion would be seen) and picks the loaded version;
 * memory: resident set size before and after loading all adapters of a kind, per adapter,
   next to the adapter's parameter bytes.
@@ -47,15 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     _generation.set_threads(args.threads)
 
-    from ragtune.generate import HFGenerator, load_base_model
-
     work = Path(tempfile.mkdtemp(prefix="ragtune-switch-"))
     names = [(f"{kind}{i}", kind) for kind in KINDS for i in range(args.per_kind)]
     registry = _generation.make_adapters(work, names)
     gc.collect()
-    generator = HFGenerator(
-        load_base_model(device="cpu"), registry=registry, max_loaded=len(names) + 1
-    )
+    generator, pool = _generation.make_generator(registry, max_loaded=len(names) + 1)
     results: dict[str, Any] = {
         "figure": "adapter_switch",
         "machine": _common.machine_info(),
@@ -72,9 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if k != kind:
                 continue
             started = time.perf_counter()
-            loaded = generator.load_adapter(f"bench/{name}")
+            generator.load_adapter(_generation.bench(name))
             loads.append(time.perf_counter() - started)
-            nbytes = loaded.nbytes
+            nbytes = pool.loaded[-1].nbytes
         gc.collect()
         extra = (_common.rss_bytes() - before) / args.per_kind
         results["kinds"][kind] = {
@@ -91,14 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     rng = random.Random(0)
-    refs = [f"bench/{name}" for name, _ in names]
+    refs = [_generation.bench(name) for name, _ in names]
     for ref in refs:  # warm
-        generator.activate(ref)
+        generator.load_adapter(ref)
     switches: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for _ in range(args.switches):
         name, kind = names[rng.randrange(len(names))]
         started = time.perf_counter()
-        generator.activate(f"bench/{name}")
+        generator.load_adapter(_generation.bench(name))  # re-reads the current pointer
         switches[kind].append(time.perf_counter() - started)
     every = [s for v in switches.values() for s in v]
     results["switch_ms"] = {

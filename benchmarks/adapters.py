@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     raw = base_config.model_dump(mode="json")
     raw["generator"]["max_new_tokens"] = args.max_new_tokens
-    raw["generator"]["adapters_root"] = str(work / "registry")
+    raw["adapters"]["root"] = str(work / "registry")
     raw["retriever"]["index"] = str(index)
 
     trained: dict[str, dict[str, Any]] = {}
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, Path] = {}
     for name in ["base", *trained]:
         folder = work / "runs" / name
-        adapter = None if name == "base" else f"bench/{name}"
+        adapter = "none" if name == "base" else f"bench/{name}"
         started = time.perf_counter()
         evaluate(
             raw,

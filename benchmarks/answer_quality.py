@@ -48,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load_config(args.config)
     if args.on_unsupported:
-        checker = config.checker.model_copy(update={"on_unsupported": args.on_unsupported})
+        import dataclasses
+
+        checker = dataclasses.replace(config.checker, on_unsupported=args.on_unsupported)
         config = config.model_copy(update={"checker": checker})
     index = args.out / "indexes" / "squad-passages"
     _common.ensure_index(

@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load_config(args.config)
     embedder = config.embedder.build()
-    evidence = None if args.no_evidence else config.generator.build()
+    evidence = None if args.no_evidence else config.build_generator()
     # Signals only: a placeholder calibration over the lexical set lets the checker compute rows.
     from ragtune.check.support import Calibration
 

@@ -73,37 +73,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from peft import PeftModel
 
-    from ragtune.generate import DecodeSettings, HFGenerator, load_base_model
+    from ragtune.generate import DecodeSettings, load_base_model
+    from ragtune.types import NO_ADAPTER
 
     work = Path(tempfile.mkdtemp(prefix="ragtune-decode-"))
     registry = _generation.make_adapters(
         work, [("prompt", "prompt"), ("prefix", "prefix"), ("lora", "lora")]
     )
-    base = load_base_model(device="cpu")
-    generator = HFGenerator(base, registry=registry)
+    generator, _pool = _generation.make_generator(registry)
     for name in ("prompt", "prefix", "lora"):
-        generator.load_adapter(f"bench/{name}")
+        generator.load_adapter(_generation.bench(name))
     merged_base = load_base_model(device="cpu")
     lora_folder = registry.resolve("bench/lora").folder
     merged_model = (
         PeftModel.from_pretrained(merged_base.model, str(lora_folder)).merge_and_unload().eval()
     )
-    merged = HFGenerator(replace(merged_base, model=merged_model))
+    merged, _ = _generation.make_generator(registry, base=replace(merged_base, model=merged_model))
     settings = DecodeSettings(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     passages = _generation.passages()
     runs: dict[str, Any] = {
-        "no adapter": lambda: generator.generate(_generation.QUESTION, passages, settings=settings),
+        "no adapter": lambda: generator.generate(
+            _generation.QUESTION, passages, adapter=NO_ADAPTER, settings=settings
+        ),
         "prompt (20 tokens)": lambda: generator.generate(
-            _generation.QUESTION, passages, adapter="bench/prompt", settings=settings
+            _generation.QUESTION, passages, adapter=_generation.bench("prompt"), settings=settings
         ),
         "prefix (20 tokens)": lambda: generator.generate(
-            _generation.QUESTION, passages, adapter="bench/prefix", settings=settings
+            _generation.QUESTION, passages, adapter=_generation.bench("prefix"), settings=settings
         ),
         "LoRA r8, unmerged": lambda: generator.generate(
-            _generation.QUESTION, passages, adapter="bench/lora", settings=settings
+            _generation.QUESTION, passages, adapter=_generation.bench("lora"), settings=settings
         ),
         "LoRA r8, merged": lambda: merged.generate(
-            _generation.QUESTION, passages, settings=settings
+            _generation.QUESTION, passages, adapter=NO_ADAPTER, settings=settings
         ),
     }
     prompt_ids = list(

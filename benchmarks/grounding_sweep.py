@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     index = _common.squad_index(data, args.out, base_config)
     raw = base_config.model_dump(mode="json")
     raw["retriever"]["index"] = str(index)
-    raw["generator"]["adapters_root"] = str(work / "registry")
+    raw["adapters"]["root"] = str(work / "registry")
     raw["generator"]["max_new_tokens"] = 32
     raw["generator"]["max_passages"] = args.passages
     raw["generator"]["passage_tokens"] = args.passage_tokens

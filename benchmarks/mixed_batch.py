@@ -44,16 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     _generation.set_threads(args.threads)
 
-    from ragtune.generate import DecodeSettings, GenerationRequest, HFGenerator, load_base_model
+    from ragtune.generate import DecodeSettings, GenerationRequest
 
     work = Path(tempfile.mkdtemp(prefix="ragtune-mixed-"))
     adapters = [("prompt", "prompt"), ("prefix", "prefix"), ("lora-a", "lora"), ("lora-b", "lora")]
     registry = _generation.make_adapters(work, adapters)
-    generator = HFGenerator(load_base_model(device="cpu"), registry=registry)
+    generator, _pool = _generation.make_generator(registry)
     settings = DecodeSettings(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     passages = _generation.passages()
     requests = [
-        GenerationRequest(q, passages, f"bench/{name}", settings)
+        GenerationRequest(q, passages, _generation.bench(name), settings)
         for q, (name, _kind) in zip(QUESTIONS, adapters, strict=True)
     ]
     generator.generate_many(requests)  # warm-up: loads the adapters, pages in the weights

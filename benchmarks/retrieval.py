@@ -98,8 +98,10 @@ def _hybrid_config(config: Any, args: Any) -> Any:
     """The config's hybrid settings (defaults when its retriever is not hybrid), overridden."""
     from ragtune.config import HybridRetrieverConfig
 
+    import dataclasses
+
     base = config.retriever if isinstance(config.retriever, HybridRetrieverConfig) else None
-    values = base.model_dump() if base is not None else {}
+    values = dataclasses.asdict(base) if base is not None else {}
     overrides = {
         "fusion": args.fusion,
         "dense_weight": args.dense_weight,
@@ -109,7 +111,7 @@ def _hybrid_config(config: Any, args: Any) -> Any:
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["type"] = "hybrid"
-    return HybridRetrieverConfig.model_validate(values)
+    return HybridRetrieverConfig(**values)
 
 
 def _describe(hybrid: Any) -> str:

@@ -67,7 +67,7 @@ def _write_config(args: Any, work: Path, index: Path) -> Path:
 
     raw = load_config(args.config).model_dump(mode="json")
     raw["retriever"]["index"] = str(index)
-    raw["generator"]["adapters_root"] = str(work / "adapters")
+    raw["adapters"]["root"] = str(work / "adapters")
     raw["generator"]["max_batch_size"] = args.batch
     raw["telemetry"]["events"] = None
     raw["serve"] = {

@@ -21,31 +21,32 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import AdapterNotFoundError, RagtuneError, RequestError
-from ragtune.types import Answer, ClaimVerdict, Passage, StageTimings
+from ragtune.errors import AdapterMismatchError, AdapterNotFoundError, RagtuneError, RequestError
+from ragtune.policy import AssistantPolicy
+from ragtune.types import (
+    TENANT_DEFAULT,
+    AdapterChoice,
+    AdapterFolder,
+    AdapterRef,
+    AdapterRequest,
+    Answer,
+    ClaimVerdict,
+    NoAdapter,
+    Passage,
+    StageTimings,
+    TenantDefault,
+    parse_adapter_choice,
+)
 
 if TYPE_CHECKING:
     from ragtune.check import SupportCitationChecker
     from ragtune.config import RagtuneConfig
-    from ragtune.generate import HFGenerator
+    from ragtune.generate import AdapterEntry, AdapterRegistry, Generator
     from ragtune.guard import InputGuard
     from ragtune.retrieve.base import Retriever
     from ragtune.telemetry import Telemetry
 
-__all__ = ["Assistant", "AssistantPolicy", "Decision", "Question", "decide"]
-
-
-@dataclass(frozen=True)
-class AssistantPolicy:
-    """The decisions around the stages (from the config's checker, abstain and guard sections)."""
-
-    top_k: int = 5
-    min_retrieval_score: float = 0.0
-    on_unsupported: str = "abstain"
-    must_cite: bool = True
-    max_question_chars: int = 2000
-    strip_injections: bool = True
-    default_adapter: str | None = None
+__all__ = ["Assistant", "Decision", "Question", "decide"]
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,9 @@ class Question:
 
     text: str
     tenant: str | None = None
-    adapter: str | None = None
-    """``tenant/name`` (its current version), ``tenant/name@vN`` or a folder; None: the default."""
+    adapter: AdapterChoice | TenantDefault = TENANT_DEFAULT
     max_new_tokens: int | None = None
-    """At most the generator's own setting; None: that setting."""
+    """Fewer new tokens than the configured decoding allows; None: as configured."""
 
 
 class Assistant:
@@ -66,10 +66,11 @@ class Assistant:
     def __init__(
         self,
         retriever: Retriever,
-        generator: HFGenerator,
+        generator: Generator,
         checker: SupportCitationChecker | None,
         *,
-        policy: AssistantPolicy | None = None,
+        policy: AssistantPolicy,
+        registry: AdapterRegistry | None = None,
         input_guard: InputGuard | None = None,
         redact: Callable[[str], str] | None = None,
         telemetry: Telemetry | None = None,
@@ -78,7 +79,8 @@ class Assistant:
         self.retriever = retriever
         self.generator = generator
         self.checker = checker
-        self.policy = policy or AssistantPolicy()
+        self.policy = policy
+        self.registry = registry
         self.input_guard = input_guard
         self.redact = redact
         self.telemetry = telemetry
@@ -88,10 +90,15 @@ class Assistant:
     def from_config(
         cls, config: str | Path | dict[str, Any] | RagtuneConfig, *, index: Path | None = None
     ) -> Assistant:
-        """Build every stage from a config file, dict or loaded config (``index`` overrides its path)."""
+        """Build every stage from a config file, dict or loaded config (``index`` overrides its path).
+
+        Each tenant's default adapter is loaded and checked here: an adapter that does not
+        exist, is another tenant's, or is not of the configured ``type`` fails at start-up.
+        """
         from ragtune.check import SupportChecker, SupportCitationChecker
         from ragtune.config import RagtuneConfig, load_config
-        from ragtune.guard import DeniedTopic, InputGuard
+        from ragtune.generate import AdapterRegistry
+        from ragtune.guard import InputGuard
         from ragtune.index import IndexStore
         from ragtune.ingest.pii import scrub
         from ragtune.telemetry import Telemetry
@@ -102,7 +109,7 @@ class Assistant:
         try:
             embedder = cfg.embedder_for_index(index_path)
             retriever = cfg.retriever.build(store, embedder)
-            generator = cfg.generator.build()
+            generator = cfg.build_generator()
             checker = None
             if cfg.checker.type == "support":
                 from ragtune.check import load_calibrations
@@ -117,43 +124,50 @@ class Assistant:
                     min_support=cfg.checker.min_support,
                 )
                 checker = SupportCitationChecker(scorer, attribute=cfg.checker.attribute_uncited)
-            topics = [
-                DeniedTopic(
-                    t.name, tuple(t.keywords), tuple(t.patterns), t.description, t.similarity
-                )
-                for t in cfg.guard.denied_topics
-            ]
+            topics = list(cfg.guard.denied_topics)
             guard = InputGuard(
                 topics, embedder=embedder if any(t.description for t in topics) else None
             )
+            assistant = cls(
+                retriever,
+                generator,
+                checker,
+                policy=cfg.assistant_policy(),
+                registry=AdapterRegistry(cfg.adapters.root),
+                input_guard=guard,
+                redact=(lambda text: scrub(text).text) if cfg.guard.redact_pii else None,
+                telemetry=Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans),
+                close=store.close,
+            )
+            assistant._check_defaults(cfg.adapters.kinds())
         except BaseException:
             store.close()
             raise
-        from ragtune.config import TrainedAdapterConfig
+        return assistant
 
-        adapter = cfg.generator.adapter
-        default_adapter = None
-        if isinstance(adapter, TrainedAdapterConfig):
-            default_adapter = adapter.ref if adapter.ref is not None else str(adapter.path)
-        policy = AssistantPolicy(
-            top_k=cfg.retriever.top_k,
-            min_retrieval_score=cfg.abstain.min_retrieval_score,
-            on_unsupported=cfg.checker.on_unsupported,
-            must_cite=cfg.guard.must_cite,
-            max_question_chars=cfg.guard.max_question_chars,
-            strip_injections=cfg.guard.strip_injections,
-            default_adapter=default_adapter,
-        )
-        return cls(
-            retriever,
-            generator,
-            checker,
-            policy=policy,
-            input_guard=guard,
-            redact=(lambda text: scrub(text).text) if cfg.guard.redact_pii else None,
-            telemetry=Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans),
-            close=store.close,
-        )
+    def _check_defaults(self, kinds: dict[AdapterChoice, str]) -> None:
+        """Load every configured default adapter; refuse one of the wrong kind or tenant."""
+        defaults = self.policy.adapters
+        configured: list[tuple[str | None, AdapterChoice]] = [
+            *defaults.per_tenant.items(),
+            (None, defaults.without_tenant),
+        ]
+        for tenant, choice in configured:
+            card = self.generator.load_adapter(choice)
+            if card is None:
+                continue
+            where = f"adapters.defaults.{tenant}" if tenant else "adapters.without_tenant"
+            if tenant is not None and card.tenant != tenant:
+                raise AdapterMismatchError(
+                    f"{where} is {choice}, an adapter of tenant {card.tenant!r}: a tenant's "
+                    "default must be one of its own adapters"
+                )
+            wanted = kinds.get(choice)
+            if wanted is not None and card.kind != wanted:
+                raise AdapterMismatchError(
+                    f"{where} says type {wanted!r} but {choice} is a {card.kind!r} adapter: "
+                    "fix the type in the config"
+                )
 
     def close(self) -> None:
         if self._close is not None:
@@ -169,29 +183,73 @@ class Assistant:
     # -- asking ----------------------------------------------------------------------------------
 
     def ask(
-        self, question: str, *, tenant: str | None = None, adapter: str | None = None
+        self,
+        question: str,
+        *,
+        tenant: str | None = None,
+        adapter: AdapterRequest = TENANT_DEFAULT,
     ) -> Answer:
         """Answer one question from the tenant's documents (see the module doc)."""
         return self.ask_many([question], tenant=tenant, adapter=adapter)[0]
 
     def ask_many(
-        self, questions: Sequence[str], *, tenant: str | None = None, adapter: str | None = None
+        self,
+        questions: Sequence[str],
+        *,
+        tenant: str | None = None,
+        adapter: AdapterRequest = TENANT_DEFAULT,
     ) -> list[Answer]:
         """Answer many questions; generation runs in batches of the generator's batch size.
 
-        Raises on the first question that is refused (empty, too long, an adapter that is not
-        the tenant's), before any work is done.
+        ``adapter`` defaults to the tenant's default adapter (the base model when it has
+        none). Raises on the first question that is refused (empty, too long, an adapter that
+        is not the tenant's), before any work is done.
         """
         for question in questions:
             self._check_request(question)
-        adapter = self._adapter_for(tenant, adapter)
+        requested = self._parse_adapter(adapter)
+        self.adapter_for(tenant, requested)
         answers: list[Answer | None] = [None] * len(questions)
-        batch = [Question(q, tenant, adapter) for q in questions]
+        batch = [Question(q, tenant, requested) for q in questions]
         for index, outcome in self.answer_stream(batch):
             if isinstance(outcome, BaseException):
                 raise outcome
             answers[index] = outcome
         return answers  # type: ignore[return-value]
+
+    def adapters(self, tenant: str) -> list[AdapterEntry]:
+        """The adapters registered for ``tenant`` (for ``GET /v1/models``)."""
+        return self.registry.list(tenant) if self.registry is not None else []
+
+    def adapter_for(
+        self, tenant: str | None, requested: AdapterChoice | TenantDefault
+    ) -> AdapterChoice:
+        """The concrete adapter a request of ``tenant`` uses, checked (its card is read; it is
+        not loaded here).
+
+        :data:`TENANT_DEFAULT` becomes the tenant's default adapter (the base model when it has
+        none). An adapter of another tenant is refused with the very message of an adapter
+        that does not exist (:class:`~ragtune.errors.AdapterNotFoundError`), so a request
+        cannot tell another tenant's adapters exist. A request without a tenant may use any.
+        """
+        choice = (
+            self.policy.adapters.for_tenant(tenant)
+            if isinstance(requested, TenantDefault)
+            else requested
+        )
+        if tenant is None:
+            self.generator.adapter_card(choice)
+            return choice
+        missing = AdapterNotFoundError(f"tenant {tenant!r} has no adapter {choice}")
+        if isinstance(choice, AdapterRef) and choice.tenant != tenant:
+            raise missing
+        try:
+            card = self.generator.adapter_card(choice)
+        except AdapterNotFoundError:
+            raise missing from None
+        if card is not None and card.tenant != tenant:
+            raise missing
+        return choice
 
     def answer_stream(
         self,
@@ -210,13 +268,12 @@ class Assistant:
         """
         from ragtune.generate import GenerationRequest
 
-        pending: list[tuple[int, _Work, str | None, str | None, Any]] = []
+        pending: list[tuple[int, _Work, str | None, GenerationRequest]] = []
         for index, question in enumerate(questions):
             try:
                 self._check_request(question.text)
-                adapter = self._adapter_for(question.tenant, question.adapter)
-                if adapter is not None:
-                    self.generator.load_adapter(adapter)  # unknown or broken: refused here
+                adapter = self.adapter_for(question.tenant, question.adapter)
+                self.generator.load_adapter(adapter)  # a broken version is refused here, alone
                 settings = self._decode_settings(question.max_new_tokens)
                 item = _Work(question.text, time.perf_counter())
                 self._guard_and_retrieve(item, question.tenant)
@@ -226,31 +283,47 @@ class Assistant:
             if item.answer is not None:
                 yield index, self._emit(item.answer)
             else:
-                pending.append((index, item, question.tenant, adapter, settings))
-        size = self.generator.max_batch_size
+                request = GenerationRequest(item.question, item.shown, adapter, settings)
+                pending.append((index, item, question.tenant, request))
+        size = self.generator.status().max_batch_size
         for lo in range(0, len(pending), size):
             chunk = pending[lo : lo + size]
-            requests = [GenerationRequest(w.question, w.shown, a, s) for _i, w, _t, a, s in chunk]
+            requests = [request for _i, _w, _t, request in chunk]
             stop = None if cancelled is None else (lambda j, c=chunk: cancelled(c[j][0]))
             started = time.perf_counter()
             with self._span("generate", batch=len(requests)):
                 for j, event in self.generator.stream_many(requests, cancelled=stop):
                     if isinstance(event, str) or event.finish_reason == "cancelled":
                         continue
-                    index, item, tenant, _adapter, _settings = chunk[j]
+                    index, item, tenant, _request = chunk[j]
                     item.generation_seconds = time.perf_counter() - started
                     yield index, self._emit(self._finish(item, event, tenant))
 
+    @staticmethod
+    def _parse_adapter(adapter: AdapterRequest) -> AdapterChoice | TenantDefault:
+        if isinstance(adapter, NoAdapter | AdapterRef | AdapterFolder | TenantDefault):
+            return adapter
+        if not isinstance(adapter, str):
+            raise RequestError(
+                f"adapter={adapter!r} is not an adapter choice: pass TENANT_DEFAULT (the "
+                "tenant's default), 'none' (the base model), 'tenant/name[@vN]' or 'folder:PATH'"
+            )
+        try:
+            return parse_adapter_choice(adapter)
+        except ValueError as exc:
+            raise AdapterNotFoundError(str(exc)) from None
+
     def _decode_settings(self, max_new_tokens: int | None) -> Any:
+        configured = self.policy.decoding
         if max_new_tokens is None:
-            return None
-        limit = self.generator.settings.max_new_tokens
+            return configured
+        limit = configured.max_new_tokens
         if not 1 <= max_new_tokens <= limit:
             raise RequestError(
                 f"max_new_tokens {max_new_tokens} is outside 1..{limit}: ask for fewer (or raise "
                 "generator.max_new_tokens)"
             )
-        return replace(self.generator.settings, max_new_tokens=max_new_tokens)
+        return replace(configured, max_new_tokens=max_new_tokens)
 
     def _emit(self, answer: Answer) -> Answer:
         if self.telemetry is not None:
@@ -262,23 +335,12 @@ class Assistant:
     def _check_request(self, question: str) -> None:
         if not isinstance(question, str) or not question.strip():
             raise RequestError("the question is empty: ask something")
-        limit = self.policy.max_question_chars
+        limit = self.policy.guard.max_question_chars
         if len(question) > limit:
             raise RequestError(
                 f"the question has {len(question)} characters, more than the limit of {limit}: "
                 "shorten it (or raise guard.max_question_chars)"
             )
-
-    def _adapter_for(self, tenant: str | None, adapter: str | None) -> str | None:
-        """The adapter for this tenant: an explicit one must be the tenant's own."""
-        chosen = adapter if adapter is not None else self.policy.default_adapter
-        if chosen is None or tenant is None or "/" not in chosen or Path(chosen).exists():
-            return chosen
-        if chosen.split("/")[0] != tenant:
-            if adapter is None:
-                return None  # the configured default belongs to another tenant: base model
-            raise AdapterNotFoundError(f"no adapter {adapter} for tenant {tenant}")
-        return chosen
 
     def _guard_and_retrieve(self, item: _Work, tenant: str | None) -> None:
         started = time.perf_counter()
@@ -294,12 +356,12 @@ class Assistant:
             passages = self.retriever.retrieve(item.question, self.policy.top_k, tenant=tenant)
         item.retrieve_seconds = time.perf_counter() - started
         item.passages = passages
-        if not passages or passages[0].score < self.policy.min_retrieval_score:
+        if not passages or passages[0].score < self.policy.abstain.min_retrieval_score:
             item.answer = self._abstain(item, "weak retrieval", [], tenant)
             return
         shown = []
         for passage in passages:
-            if self.policy.strip_injections:
+            if self.policy.guard.strip_injections:
                 from ragtune.guard import neutralise
 
                 clean, removed = neutralise(passage.text)
@@ -484,13 +546,13 @@ def decide(
     verdicts = tuple(verdicts)
     if not checked:
         return Decision(draft, verdicts, False, None, False)
-    counted = [v for v in verdicts if policy.must_cite or v.verdict != "no citation"]
+    counted = [v for v in verdicts if policy.guard.must_cite or v.verdict != "no citation"]
     failing = [v for v in counted if not v.supported]
     if not failing:
         return Decision(draft, verdicts, False, None, bool(counted))
-    if policy.on_unsupported == "abstain":
+    if policy.answer.on_unsupported == "abstain":
         return Decision(_abstention_with_sources(cited), verdicts, True, "unsupported", False)
-    if policy.on_unsupported == "drop":
+    if policy.answer.on_unsupported == "drop":
         kept = tuple(v for v in verdicts if v not in failing)
         flag = (f"dropped {len(failing)} unsupported sentence(s)",)
         if not any(v in counted for v in kept):

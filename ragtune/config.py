@@ -11,14 +11,47 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from ragtune.check.checker import CheckerSettings
 from ragtune.errors import ConfigError
+from ragtune.generate.adapters import AdapterSpec, LoraSpec, PrefixSpec, PromptSpec
+from ragtune.generate.decoding import DecodeSettings
+from ragtune.generate.generator import GeneratorSettings
+from ragtune.generate.models import ModelSettings
+from ragtune.generate.pool import PoolSettings
+from ragtune.guard.topics import DeniedTopic
+from ragtune.policy import (
+    AbstainPolicy,
+    AdapterDefaults,
+    AnswerPolicy,
+    AssistantPolicy,
+    GuardPolicy,
+)
+from ragtune.retrieve.base import RetrieverSettings
+from ragtune.retrieve.hybrid import FusionSettings
+from ragtune.serve.keys import ApiKey
+from ragtune.serve.settings import ServeSettings
+from ragtune.settings import pick
+from ragtune.telemetry import TelemetrySettings
+from ragtune.train.data import DataSettings
+from ragtune.train.loop import TrainSettings
+from ragtune.types import (
+    NO_ADAPTER,
+    AdapterChoice,
+    AdapterFolder,
+    AdapterRef,
+    check_name,
+    parse_adapter_choice,
+)
 
 if TYPE_CHECKING:
     from ragtune.generate.generator import HFGenerator
@@ -30,6 +63,7 @@ if TYPE_CHECKING:
     from ragtune.retrieve.base import QueryEmbedder, SearchIndex
 
 __all__ = [
+    "AdaptersConfig",
     "ApiKeyConfig",
     "CheckerConfig",
     "ChunkingConfig",
@@ -49,6 +83,19 @@ __all__ = [
     "TelemetryConfig",
     "load_config",
 ]
+
+_SECTION = ConfigDict(extra="forbid")
+"""A config section validates a stage's settings dataclass (declared in the stage's module, with
+its bounds) and adds only what the config needs to assemble: the ``type`` tag, a ``build``."""
+
+
+def _check_bases(section: Any) -> None:
+    """Run every settings dataclass's own ``__post_init__`` checks on a section that combines
+    several of them (Python would run only the first one found)."""
+    for klass in type(section).__mro__[1:]:
+        hook = klass.__dict__.get("__post_init__")
+        if hook is not None:
+            hook(section)
 
 
 class _Strict(BaseModel):
@@ -226,15 +273,14 @@ class IndexConfig(_Strict):
         return _default_type(data, "vectors", "flat")
 
 
-class _RetrieverBase(_Strict):
-    index: Path = Field(Path("indexes/default"), description="Index folder (relative to the cwd).")
-    top_k: int = Field(5, ge=1, le=1000)
-
-
-class DenseRetrieverConfig(_RetrieverBase):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class DenseRetrieverConfig(RetrieverSettings):
     """Embedding search over the FAISS index."""
 
     type: Literal["dense"] = "dense"
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
     def build(self, index: SearchIndex, embedder: QueryEmbedder) -> DenseRetriever:
         from ragtune.retrieve import DenseRetriever
@@ -242,10 +288,14 @@ class DenseRetrieverConfig(_RetrieverBase):
         return DenseRetriever(index, embedder)
 
 
-class LexicalRetrieverConfig(_RetrieverBase):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class LexicalRetrieverConfig(RetrieverSettings):
     """BM25 keyword search."""
 
     type: Literal["lexical"] = "lexical"
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
     def build(self, index: SearchIndex, embedder: QueryEmbedder | None = None) -> LexicalRetriever:
         from ragtune.retrieve import LexicalRetriever
@@ -253,39 +303,19 @@ class LexicalRetrieverConfig(_RetrieverBase):
         return LexicalRetriever(index)
 
 
-class HybridRetrieverConfig(_RetrieverBase):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class HybridRetrieverConfig(RetrieverSettings, FusionSettings):
     """Dense and BM25 results fused into one ranking."""
 
     type: Literal["hybrid"] = "hybrid"
-    fusion: Literal["rrf", "score"] = Field(
-        "score",
-        description="score: weighted sum of scores over each one's best; rrf: reciprocal-rank fusion.",
-    )
-    dense_weight: float = Field(0.5, ge=0)
-    lexical_weight: float = Field(0.5, ge=0)
-    candidates: int = Field(
-        50, ge=1, le=5000, description="How deep each retriever looks before fusion."
-    )
-    rrf_k: int = Field(60, ge=1)
 
-    @model_validator(mode="after")
-    def _some_weight(self) -> HybridRetrieverConfig:
-        if self.dense_weight + self.lexical_weight <= 0:
-            raise ValueError("dense_weight and lexical_weight cannot both be 0")
-        return self
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
     def build(self, index: SearchIndex, embedder: QueryEmbedder) -> HybridRetriever:
         from ragtune.retrieve import HybridRetriever
 
-        return HybridRetriever(
-            index,
-            embedder,
-            fusion=self.fusion,
-            dense_weight=self.dense_weight,
-            lexical_weight=self.lexical_weight,
-            candidates=self.candidates,
-            rrf_k=self.rrf_k,
-        )
+        return HybridRetriever(index, embedder, pick(FusionSettings, self))
 
 
 RetrieverConfig = Annotated[
@@ -298,6 +328,9 @@ class NoAdapterConfig(_Strict):
     """The base model alone."""
 
     type: Literal["none"] = "none"
+
+    def choice(self) -> AdapterChoice:
+        return NO_ADAPTER
 
 
 class TrainedAdapterConfig(_Strict):
@@ -317,189 +350,128 @@ class TrainedAdapterConfig(_Strict):
             raise ValueError(
                 "give exactly one of ref (tenant/name in the registry) or path (a folder)"
             )
+        if self.ref is not None and not isinstance(parse_adapter_choice(self.ref), AdapterRef):
+            raise ValueError(f"ref {self.ref!r} is not tenant/name or tenant/name@vN")
         return self
+
+    def choice(self) -> AdapterChoice:
+        if self.path is not None:
+            return AdapterFolder(self.path)
+        assert self.ref is not None
+        return parse_adapter_choice(self.ref)
 
 
 AdapterConfig = Annotated[NoAdapterConfig | TrainedAdapterConfig, Field(discriminator="type")]
 
 
-class GeneratorConfig(_Strict):
-    """A Hugging Face causal LM with PEFT adapters (prompt, prefix, LoRA), many per process."""
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class GeneratorConfig(ModelSettings, DecodeSettings, GeneratorSettings):
+    """A Hugging Face causal LM: the model, how it decodes, the prompt's shape, the batch size.
+
+    Which adapter a request uses is not the generator's to choose: see ``adapters``.
+    """
 
     type: Literal["hf"] = "hf"
-    model: str = Field("smollm2-135m-instruct", description="embedded name or a local HF folder")
-    cache_dir: Path | None = Field(None, description="where the embedded model is converted to")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    adapter: AdapterConfig = Field(default_factory=NoAdapterConfig)
-    adapters_root: Path = Field(Path("adapters"), description="the adapter registry folder")
-    max_new_tokens: int = Field(96, ge=1, le=4096)
-    context_window: int | None = Field(None, ge=64, description="default: the model's own")
-    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0: greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
-    stop: list[str] = Field(default_factory=list, max_length=16)
-    max_batch_size: int = Field(8, ge=1, le=256)
-    max_loaded_adapters: int = Field(32, ge=1, le=4096)
-    examples: bool = Field(
-        True, description="show two worked examples (an answer with a marker, an abstention)"
-    )
-    max_passages: int = Field(5, ge=1, le=100, description="passages the prompt shows at most")
-    passage_tokens: int = Field(
-        4096,
-        ge=16,
-        description="each passage is cut to its window of sentences most about the question",
-    )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _adapter_default(cls, data: Any) -> Any:
-        return _default_type(data, "adapter", "none")
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
-    def build(self) -> HFGenerator:
-        """Load the base model, open the registry and activate the configured adapter."""
-        from ragtune.errors import AdapterMismatchError
-        from ragtune.generate import AdapterRegistry, DecodeSettings, HFGenerator, load_base_model
-        from ragtune.generate.prompts import EXAMPLES
 
-        base = load_base_model(
-            self.model, cache_dir=self.cache_dir, device=self.device, dtype=self.dtype
-        )
-        generator = HFGenerator(
-            base,
-            registry=AdapterRegistry(self.adapters_root),
-            settings=DecodeSettings(
-                max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-                top_p=self.top_p,
-                seed=self.seed,
-                stop=tuple(self.stop),
-            ),
-            context_window=self.context_window,
-            max_batch_size=self.max_batch_size,
-            max_loaded=self.max_loaded_adapters,
-            examples=EXAMPLES if self.examples else (),
-            max_passages=self.max_passages,
-            passage_tokens=self.passage_tokens,
-        )
-        adapter = self.adapter
-        if isinstance(adapter, TrainedAdapterConfig):
-            name = adapter.ref if adapter.ref is not None else str(adapter.path)
-            loaded = generator.activate(name)
-            if loaded is not None and loaded.kind != adapter.type:
-                raise AdapterMismatchError(
-                    f"generator.adapter says type {adapter.type!r} but {name} is a "
-                    f"{loaded.kind!r} adapter: fix the type in the config"
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class AdaptersConfig(PoolSettings):
+    """The adapter registry, how many adapters stay loaded, and each tenant's default adapter.
+
+    A tenant without a default gets the base model; a tenant's default must be its own
+    adapter. ``without_tenant`` serves requests that name no tenant.
+    """
+
+    defaults: dict[str, AdapterConfig] = dataclass_field(default_factory=dict)
+    without_tenant: AdapterConfig = dataclass_field(default_factory=NoAdapterConfig)
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
+        for tenant, adapter in self.defaults.items():
+            check_name(tenant, "tenant")
+            choice = adapter.choice()
+            if isinstance(choice, AdapterRef) and choice.tenant != tenant:
+                raise ValueError(
+                    f"defaults.{tenant} names {choice}, an adapter of tenant {choice.tenant!r}: "
+                    f"a tenant's default must be one of its own adapters ({tenant}/NAME)"
                 )
-        return generator
+
+    def policy(self) -> AdapterDefaults:
+        return AdapterDefaults(
+            {tenant: a.choice() for tenant, a in self.defaults.items()},
+            self.without_tenant.choice(),
+        )
+
+    def kinds(self) -> dict[AdapterChoice, str]:
+        """The kind each configured adapter must have (its ``type``)."""
+        configured = [*self.defaults.values(), self.without_tenant]
+        return {a.choice(): a.type for a in configured if isinstance(a, TrainedAdapterConfig)}
 
 
-def _default_signals() -> list[Literal["similarity", "evidence"]]:
-    return ["similarity"]
-
-
-class CheckerConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class CheckerConfig(CheckerSettings, AnswerPolicy):
     """The support checker: calibrated signals, a threshold, and what to do with a failure."""
 
     type: Literal["support", "none"] = "support"
-    signals: list[Literal["similarity", "evidence"]] = Field(
-        default_factory=_default_signals,
-        description="signals beyond the lexical ones: embedder similarity, generator evidence",
-    )
-    min_support: float | None = Field(
-        None, ge=0.0, le=1.0, description="override the calibrated threshold (probability)"
-    )
-    on_unsupported: Literal["abstain", "flag", "drop"] = "drop"
-    attribute_uncited: bool = Field(
-        True,
-        description="give a sentence the model left without a marker the passage that supports it",
-    )
-    calibration: Path | None = Field(
-        None,
-        description="a calibration file from `ragtune check --calibrate` (default: the shipped one)",
-    )
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class AbstainConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class AbstainConfig(AbstainPolicy):
     """Abstain before generating when retrieval finds nothing convincing."""
 
-    min_retrieval_score: float = Field(
-        0.0,
-        description=(
-            "the top passage's retrieval score below which the assistant abstains; hybrid "
-            "fusion scores are relative to the query's own candidates (the best is near 1), so "
-            "a floor means most with dense retrieval, whose score is a cosine similarity"
-        ),
-    )
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class DeniedTopicConfig(_Strict):
-    name: str = Field(min_length=1)
-    keywords: list[str] = Field(default_factory=list)
-    patterns: list[str] = Field(default_factory=list)
-    description: str = ""
-    similarity: float = Field(0.6, ge=0.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _something_to_match(self) -> DeniedTopicConfig:
-        import re
-
-        if not (self.keywords or self.patterns or self.description):
-            raise ValueError("give keywords, patterns or a description to match the topic")
-        for pattern in self.patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(
-                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
-                ) from exc
-        return self
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class DeniedTopicConfig(DeniedTopic):
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class GuardConfig(_Strict):
-    max_question_chars: int = Field(2000, ge=1)
-    denied_topics: list[DeniedTopicConfig] = Field(default_factory=list)
-    redact_pii: bool = True
-    must_cite: bool = True
-    strip_injections: bool = True
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class GuardConfig(GuardPolicy):
+    """The input guard's limits and denied topics; answers' personal data and citations."""
+
+    denied_topics: tuple[DeniedTopicConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class TelemetryConfig(_Strict):
-    events: Path | None = Field(None, description="JSON-lines file of one event per question")
-    spans: bool = Field(True, description="OpenTelemetry spans per stage, when it is installed")
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class TelemetryConfig(TelemetrySettings):
+    pass
 
 
-class PromptTuningConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class PromptTuningConfig(PromptSpec):
     """A soft prompt: trainable input embeddings, initialised from a text."""
 
-    type: Literal["prompt"] = "prompt"
-    num_virtual_tokens: int | None = Field(
-        None, ge=1, le=512, description="default: as many as init_text has tokens"
-    )
-    init_text: str | None = Field(None, description="default: the grounded-answer instruction")
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class PrefixTuningConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class PrefixTuningConfig(PrefixSpec):
     """A prefix: trainable keys and values per layer, initialised from a text's own."""
 
-    type: Literal["prefix"] = "prefix"
-    num_virtual_tokens: int | None = Field(None, ge=1, le=512)
-    init_text: str | None = None
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class LoraTrainingConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class LoraTrainingConfig(LoraSpec):
     """Low-rank updates on the attention (and optionally MLP) projections."""
 
-    type: Literal["lora"] = "lora"
-    r: int = Field(8, ge=1, le=256)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
-    )
-    first_layer: int = Field(
-        0, ge=0, description="LoRA on the decoder layers from this one to the last (0: all)"
-    )
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
 AdapterTrainingConfig = Annotated[
@@ -507,41 +479,20 @@ AdapterTrainingConfig = Annotated[
 ]
 
 
-class TrainDataConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class TrainDataConfig(DataSettings):
     """How questions become grounded examples (RAFT); see :mod:`ragtune.train.data`."""
 
-    passages: int = Field(4, ge=1, le=20, description="passages per example, gold included")
-    gold_share: float = Field(
-        0.8, ge=0.0, le=1.0, description="examples that keep the gold passage"
-    )
-    unanswerable_share: float | None = Field(
-        0.15,
-        ge=0.0,
-        lt=1.0,
-        description="most of the examples that may come from unanswerable questions (null: all)",
-    )
-    validation_share: float = Field(0.1, ge=0.0, lt=1.0, description="documents held out")
-    max_questions: int | None = Field(
-        None, ge=1, description="cap on the questions taken from each file"
-    )
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class TrainLoopConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class TrainLoopConfig(TrainSettings):
     """The optimiser, schedule, batches, validation and checkpoints."""
 
-    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    warmup_share: float = Field(0.05, ge=0.0, lt=1.0)
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    batch_size: int = Field(4, ge=1, le=512)
-    grad_accum: int = Field(1, ge=1, le=512)
-    max_steps: int = Field(200, ge=1)
-    eval_every: int = Field(25, ge=1)
-    patience: int = Field(3, ge=1)
-    checkpoint_every: int = Field(25, ge=1)
-    max_length: int = Field(1024, ge=64, le=32768)
-    max_grad_norm: float = Field(1.0, gt=0.0)
-    seed: int = 0
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
 class TrainConfig(_Strict):
@@ -556,46 +507,30 @@ class TrainConfig(_Strict):
     def _adapter_default(cls, data: Any) -> Any:
         return _default_type(data, "adapter", "lora")
 
-
-class ApiKeyConfig(_Strict):
-    """One API key of ``ragtune serve``: the tenant it acts for, and the key, never in clear.
-
-    ``key_sha256`` is the SHA-256 of the key (``ragtune serve-key TENANT`` makes a key and
-    prints its line); ``key_env`` names an environment variable holding the key, hashed when
-    the server starts. A key sees its tenant's documents and adapters, nothing else.
-    """
-
-    tenant: str = Field(min_length=1, max_length=64)
-    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ApiKeyConfig:
-        if (self.key_sha256 is None) == (self.key_env is None):
-            raise ValueError("give exactly one of key_sha256 and key_env")
-        return self
+    def spec(self) -> AdapterSpec:
+        """The adapter's shape, as the training code takes it."""
+        adapter = self.adapter
+        if isinstance(adapter, LoraTrainingConfig):
+            return pick(LoraSpec, adapter)
+        if isinstance(adapter, PrefixTuningConfig):
+            return pick(PrefixSpec, adapter)
+        return pick(PromptSpec, adapter)
 
 
-class ServeConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class ApiKeyConfig(ApiKey):
+    def __post_init__(self) -> None:
+        _check_bases(self)
+
+
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class ServeConfig(ServeSettings):
     """``ragtune serve``: the OpenAI-compatible HTTP server (see :mod:`ragtune.serve`)."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    keys: list[ApiKeyConfig] = Field(default_factory=list)
-    max_queue: int = Field(
-        32, ge=1, le=100_000, description="requests waiting for the model; beyond it, 429"
-    )
-    batch_wait_ms: float = Field(
-        10.0, ge=0.0, le=1000.0, description="how long a batch waits to fill once one waits"
-    )
-    max_body_bytes: int = Field(65_536, ge=1024, description="larger request bodies get 413")
-    max_messages: int = Field(64, ge=1, le=10_000)
-    max_tokens: int | None = Field(
-        None, ge=1, description="cap on a request's max_tokens (default generator.max_new_tokens)"
-    )
-    request_timeout_s: float = Field(
-        300.0, gt=0.0, description="a request not answered by then gets 504 and is cancelled"
-    )
+    keys: tuple[ApiKeyConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
 class RagtuneConfig(_Strict):
@@ -607,6 +542,7 @@ class RagtuneConfig(_Strict):
     index: IndexConfig = Field(default_factory=IndexConfig)
     retriever: RetrieverConfig = Field(default_factory=HybridRetrieverConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     checker: CheckerConfig = Field(default_factory=CheckerConfig)
     abstain: AbstainConfig = Field(default_factory=AbstainConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
@@ -617,7 +553,30 @@ class RagtuneConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _retriever_default(cls, data: Any) -> Any:
+        _refuse_moved(data)
         return _default_type(data, "retriever", "hybrid")
+
+    def assistant_policy(self) -> AssistantPolicy:
+        """The Assistant's decisions, from the retriever, checker, guard, abstain and adapters
+        sections and the generator's decoding."""
+        return AssistantPolicy(
+            top_k=self.retriever.top_k,
+            answer=pick(AnswerPolicy, self.checker),
+            guard=pick(GuardPolicy, self.guard),
+            abstain=pick(AbstainPolicy, self.abstain),
+            adapters=self.adapters.policy(),
+            decoding=pick(DecodeSettings, self.generator),
+        )
+
+    def build_generator(self) -> HFGenerator:
+        """Load the base model and open the adapter registry (no adapter is chosen here)."""
+        from ragtune.generate import AdapterPool, AdapterRegistry, HFGenerator, load_base_model
+
+        base = load_base_model(**dataclasses.asdict(pick(ModelSettings, self.generator)))
+        pool = AdapterPool(
+            base, AdapterRegistry(self.adapters.root), pick(PoolSettings, self.adapters)
+        )
+        return HFGenerator(base, pool, pick(GeneratorSettings, self.generator))
 
     def embedder_for_index(self, index: Path) -> SentenceTransformerEmbedder:
         """The embedder an index was built with (its model; this config's backend and device)."""
@@ -690,27 +649,61 @@ def _validate(data: dict[str, Any], source: str) -> RagtuneConfig:
     try:
         return RagtuneConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, _problems(exc)) from None
+        raise ConfigError(source, _problems(exc, data)) from None
 
 
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+def _problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
     problems = []
     for error in exc.errors():
         message = error["msg"]
-        if error["type"] == "extra_forbidden":
+        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             message = "unknown field (check its spelling and the section it is in)"
-        problems.append((_field_path(error["loc"]), message))
+        message = message.removeprefix("Value error, ")
+        problems.append((_field_path(error["loc"], data), message))
     return problems
 
 
-_UNION_FIELDS = {"retriever", "vectors"}
+def _field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """Join a pydantic error location as the YAML spells it.
 
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    """Join a pydantic error location, dropping the tag it inserts after a tagged union."""
+    pydantic inserts the member's tag after a tagged union (``train.adapter.lora.bogus``); a
+    part that names no key of the data at that level but is its ``type``, or is followed by
+    one that does name a key, is such an insertion and is left out.
+    """
     parts: list[str] = []
+    node = data
     for i, part in enumerate(loc):
-        if i > 0 and loc[i - 1] in _UNION_FIELDS and isinstance(part, str):
-            continue  # "retriever.hybrid.top_k" -> "retriever.top_k"
+        if isinstance(node, Mapping) and part not in node:
+            following = loc[i + 1] if i + 1 < len(loc) else None
+            if part == node.get("type") or (following is not None and following in node):
+                continue
         parts.append(str(part))
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list | tuple) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
     return ".".join(parts)
+
+
+_MOVED = {
+    ("generator", "adapter"): "adapters.defaults (a default adapter per tenant; see README)",
+    ("generator", "adapters_root"): "adapters.root",
+    ("generator", "max_loaded_adapters"): "adapters.max_loaded",
+}
+
+
+def _refuse_moved(data: Any) -> None:
+    """Settings that moved get an error naming where they went, not just 'unknown field'."""
+    if not isinstance(data, Mapping):
+        return
+    for (section, key), where in _MOVED.items():
+        part = data.get(section)
+        if isinstance(part, Mapping) and key in part:
+            raise ValueError(
+                f"{section}.{key} moved to {where}: the generator holds no default adapter "
+                "any more, each tenant gets its own"
+                if key == "adapter"
+                else f"{section}.{key} moved to {where}"
+            )

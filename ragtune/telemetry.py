@@ -14,12 +14,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragtune.types import Answer
 
-__all__ = ["Telemetry", "answer_event", "question_hash"]
+__all__ = ["Telemetry", "TelemetrySettings", "answer_event", "question_hash"]
 
 
 def question_hash(question: str) -> str:
@@ -58,10 +59,20 @@ def answer_event(answer: Answer) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Where answer events go, and whether stages open OpenTelemetry spans."""
+
+    events: Path | None = None
+    """A JSON-lines file with one event per question (no question text); None: no file."""
+    spans: bool = True
+    """OpenTelemetry spans per stage, when opentelemetry is installed."""
+
+
 class Telemetry:
     """Writes events to ``path`` (None: no file) and opens OpenTelemetry spans if available."""
 
-    def __init__(self, path: Path | str | None = None, *, spans: bool = True) -> None:
+    def __init__(self, path: Path | str | None, *, spans: bool) -> None:
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
         self._tracer: Any = None

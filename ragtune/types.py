@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "NO_ADAPTER",
+    "TENANT_DEFAULT",
+    "AdapterChoice",
+    "AdapterFolder",
+    "AdapterRef",
+    "AdapterRequest",
     "Answer",
     "Chunk",
     "Citation",
@@ -17,7 +25,142 @@ __all__ = [
     "Provenance",
     "SkippedSource",
     "StageTimings",
+    "TenantDefault",
+    "check_name",
+    "parse_adapter_choice",
+    "parse_adapter_ref",
 ]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_REF = re.compile(r"^(?P<tenant>[^/@\s]+)/(?P<name>[^/@\s]+)(?:@v?(?P<version>[0-9]+))?$")
+
+
+def check_name(value: str, what: str) -> str:
+    """A tenant or adapter name: letters, digits, ``.``, ``_``, ``-``; at most 64; no path tricks.
+
+    Raises ``ValueError`` naming ``what`` and the rule.
+    """
+    if not isinstance(value, str) or not _NAME.match(value) or value in {".", ".."}:
+        raise ValueError(
+            f"{what} {value!r} is not a valid name: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+# -- which adapter a request uses -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoAdapter:
+    """The base model alone (with the grounding adapter when one is merged into it)."""
+
+    def __str__(self) -> str:
+        return "none"
+
+
+NO_ADAPTER = NoAdapter()
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A registered adapter: ``tenant/name``, its current version, or ``tenant/name@vN``."""
+
+    tenant: str
+    name: str
+    version: int | None = None
+    """A pinned version; None names the version that is current when the request runs."""
+
+    def __post_init__(self) -> None:
+        check_name(self.tenant, "tenant")
+        check_name(self.name, "adapter name")
+        if self.version is not None and self.version < 1:
+            raise ValueError(f"{self.tenant}/{self.name}: versions start at v1")
+
+    def __str__(self) -> str:
+        base = f"{self.tenant}/{self.name}"
+        return base if self.version is None else f"{base}@v{self.version}"
+
+    @property
+    def unversioned(self) -> AdapterRef:
+        return AdapterRef(self.tenant, self.name)
+
+
+@dataclass(frozen=True)
+class AdapterFolder:
+    """An adapter folder (PEFT files and ``adapter.json``) outside the registry."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return f"folder:{self.path}"
+
+
+AdapterChoice = NoAdapter | AdapterRef | AdapterFolder
+"""The adapter of one request, a concrete value: every request carries one."""
+
+
+class TenantDefault:
+    """ "Use the tenant's default adapter": what a request that names none asks for. Not the
+    same as asking for the base model (:data:`NO_ADAPTER`); the Assistant turns it into a
+    concrete :data:`AdapterChoice` before anything is generated."""
+
+    _instance: TenantDefault | None = None
+
+    def __new__(cls) -> TenantDefault:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "TENANT_DEFAULT"
+
+
+TENANT_DEFAULT = TenantDefault()
+
+AdapterRequest = AdapterChoice | TenantDefault | str
+"""What a caller may pass as an adapter: a choice, :data:`TENANT_DEFAULT`, or a string that
+:func:`parse_adapter_choice` reads (``none``, ``tenant/name[@vN]``, ``folder:PATH``)."""
+
+
+def parse_adapter_choice(text: str) -> AdapterChoice:
+    """Parse an adapter named at an edge (CLI flag, HTTP ``model``, a Python string).
+
+    ``none`` is the base model; ``tenant/name`` or ``tenant/name@vN`` a registered adapter;
+    ``folder:PATH`` an adapter folder. A bare path is never guessed at, so whether
+    ``acme/support`` names a registered adapter never depends on the working directory.
+    Raises ``ValueError`` saying what to write.
+
+    >>> parse_adapter_choice("acme/support@v3")
+    AdapterRef(tenant='acme', name='support', version=3)
+    >>> parse_adapter_choice("none")
+    NoAdapter()
+    """
+    text = text.strip()
+    if text == "none":
+        return NO_ADAPTER
+    if text.startswith("folder:") and text[7:].strip():
+        return AdapterFolder(Path(text[7:].strip()))
+    if _REF.match(text) is None:
+        raise ValueError(
+            f"{text!r} is not an adapter: write tenant/name, tenant/name@vN, folder:PATH or none"
+        )
+    return parse_adapter_ref(text)
+
+
+def parse_adapter_ref(text: str) -> AdapterRef:
+    """Parse ``tenant/name`` or ``tenant/name@vN``; ``ValueError`` says what is wrong.
+
+    >>> str(parse_adapter_ref("acme/support@v2"))
+    'acme/support@v2'
+    """
+    match = _REF.match(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not an adapter reference: write tenant/name or tenant/name@vN"
+        )
+    version = int(match["version"]) if match["version"] else None
+    return AdapterRef(match["tenant"], match["name"], version)
 
 
 @dataclass(frozen=True)
@@ -119,6 +262,9 @@ class Generation:
     passages: tuple[Passage, ...] = ()
     prompt: str = ""
     token_ids: tuple[int, ...] = ()
+    abstain_probability: float | None = None
+    """The model's probability of starting the abstention sentence, for a request that asked
+    for it (``scored_abstention``); None otherwise."""
 
     @property
     def tokens_per_second(self) -> float:

@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune import Answer, Assistant, RequestError
-from ragtune.assistant import AssistantPolicy, decide
+from ragtune.assistant import decide
 from ragtune.errors import AdapterNotFoundError
 from ragtune.generate import ABSTENTION
+from ragtune.policy import AnswerPolicy, AssistantPolicy, GuardPolicy
 from ragtune.types import Citation, ClaimVerdict, Passage
 from tests.generate.tiny import save_tiny
 
@@ -49,37 +50,41 @@ BARE = verdict("Call us any time.", False, (), "no citation")
 CITED = [passage(1, "Returns take 30 days.")]
 
 
+def policy(on_unsupported: str = "drop", *, must_cite: bool = True) -> AssistantPolicy:
+    return AssistantPolicy(
+        top_k=3,
+        answer=AnswerPolicy(on_unsupported),  # type: ignore[arg-type]
+        guard=GuardPolicy(must_cite=must_cite),
+    )
+
+
 def test_all_supported_is_grounded() -> None:
-    decision = decide([GOOD], GOOD.sentence, CITED, AssistantPolicy())
+    decision = decide([GOOD], GOOD.sentence, CITED, policy())
     assert decision.grounded and not decision.abstained and decision.text == GOOD.sentence
 
 
 def test_abstain_replaces_the_answer_and_lists_what_was_found() -> None:
-    decision = decide([GOOD, BAD], "draft", CITED, AssistantPolicy(on_unsupported="abstain"))
+    decision = decide([GOOD, BAD], "draft", CITED, policy("abstain"))
     assert decision.abstained and decision.reason == "unsupported" and not decision.grounded
     assert decision.text.startswith(ABSTENTION) and "[1] Doc 1 (doc1.md)" in decision.text
 
 
 def test_flag_keeps_the_text_but_not_grounded() -> None:
-    decision = decide([GOOD, BAD], "draft", CITED, AssistantPolicy(on_unsupported="flag"))
+    decision = decide([GOOD, BAD], "draft", CITED, policy("flag"))
     assert decision.text == "draft" and not decision.abstained and not decision.grounded
     assert decision.flags
 
 
 def test_drop_removes_unsupported_sentences() -> None:
-    decision = decide([GOOD, BAD], "draft", CITED, AssistantPolicy(on_unsupported="drop"))
+    decision = decide([GOOD, BAD], "draft", CITED, policy("drop"))
     assert decision.text == GOOD.sentence and decision.verdicts == (GOOD,) and decision.grounded
-    nothing_left = decide([BAD], "draft", CITED, AssistantPolicy(on_unsupported="drop"))
+    nothing_left = decide([BAD], "draft", CITED, policy("drop"))
     assert nothing_left.abstained and nothing_left.reason == "unsupported"
 
 
 def test_must_cite_decides_whether_an_uncited_sentence_counts() -> None:
-    strict = decide(
-        [GOOD, BARE], "draft", CITED, AssistantPolicy(on_unsupported="flag", must_cite=True)
-    )
-    lenient = decide(
-        [GOOD, BARE], "draft", CITED, AssistantPolicy(on_unsupported="flag", must_cite=False)
-    )
+    strict = decide([GOOD, BARE], "draft", CITED, policy("flag", must_cite=True))
+    lenient = decide([GOOD, BARE], "draft", CITED, policy("flag", must_cite=False))
     assert not strict.grounded and lenient.grounded
 
 
@@ -106,8 +111,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dic
             "model": str(llama),
             "device": "cpu",
             "max_new_tokens": 12,
-            "adapters_root": str(root / "adapters"),
         },
+        "adapters": {"root": str(root / "adapters")},
         "checker": {"signals": ["similarity"], "on_unsupported": "flag"},
         "telemetry": {"events": str(root / "events.jsonl")},
         "guard": {"denied_topics": [{"name": "salaries", "keywords": ["salary"]}]},
@@ -156,7 +161,7 @@ def test_tenants_see_only_their_documents(assistant: Assistant) -> None:
 
 
 def test_another_tenants_adapter_is_not_found(assistant: Assistant) -> None:
-    with pytest.raises(AdapterNotFoundError, match="for tenant acme"):
+    with pytest.raises(AdapterNotFoundError, match="tenant 'acme' has no adapter globex/support"):
         assistant.ask("How long is the warranty?", tenant="acme", adapter="globex/support")
 
 
@@ -323,12 +328,15 @@ def test_answer_stream_mixes_tenants_and_refuses_one_question_alone(
 ) -> None:
     from ragtune.assistant import Question
     from ragtune.errors import AdapterNotFoundError, RequestError
+    from ragtune.types import AdapterRef
 
     questions = [
         Question("How many days do I have to return an item?", tenant="acme"),
         Question("What does the platinum plan cost?", tenant="globex"),
         Question("", tenant="acme"),
-        Question("What does the platinum plan cost?", tenant="acme", adapter="globex/x"),
+        Question(
+            "What does the platinum plan cost?", tenant="acme", adapter=AdapterRef("globex", "x")
+        ),
         Question("Is there a warranty?", tenant="acme", max_new_tokens=3),
     ]
     outcomes = dict(assistant.answer_stream(questions))

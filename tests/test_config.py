@@ -88,18 +88,112 @@ def test_config_validate_command(tmp_path):
 @pytest.mark.parametrize(
     ("generator", "message"),
     [
-        ({"adapter": {"type": "lora"}}, "give exactly one of ref"),
-        ({"adapter": {"type": "lora", "ref": "a/b", "path": "x"}}, "give exactly one of ref"),
-        ({"adapter": {"type": "ia3", "ref": "a/b"}}, "generator.adapter"),
         ({"dtype": "fp8"}, "generator.dtype"),
         ({"max_new_tokens": 0}, "generator.max_new_tokens"),
+        ({"max_new_tokens": 4, "min_new_tokens": 9}, "cannot exceed max_new_tokens"),
+        ({"adapter": {"type": "lora", "ref": "acme/x"}}, "generator.adapter moved to adapters"),
+        ({"adapters_root": "x"}, "moved to adapters.root"),
     ],
 )
 def test_bad_generator_sections_name_the_field(generator: dict, message: str) -> None:  # type: ignore[type-arg]
-    from ragtune.errors import ConfigError
-
     with pytest.raises(ConfigError, match=message):
         load_config({"generator": generator})
+
+
+@pytest.mark.parametrize(
+    ("adapters", "path", "message"),
+    [
+        ({"defaults": {"acme": {"type": "lora"}}}, "adapters.defaults.acme", "exactly one of ref"),
+        (
+            {"defaults": {"acme": {"type": "lora", "ref": "a/b", "path": "x"}}},
+            "adapters.defaults.acme",
+            "exactly one of ref",
+        ),
+        (
+            {"defaults": {"acme": {"type": "ia3", "ref": "acme/b"}}},
+            "adapters.defaults.acme",
+            "'none', 'prompt', 'prefix', 'lora'",
+        ),
+        (
+            {"defaults": {"acme": {"type": "lora", "ref": "globex/support"}}},
+            "adapters",
+            "a tenant's default must be one of its own adapters",
+        ),
+        (
+            {"defaults": {"acme": {"type": "lora", "ref": "not a ref"}}},
+            "adapters.defaults.acme",
+            "is not an adapter: write tenant/name",
+        ),
+        ({"max_loaded": 0}, "adapters.max_loaded", "greater than or equal to 1"),
+    ],
+)
+def test_bad_adapter_sections_name_the_field(adapters: dict, path: str, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as info:
+        load_config({"adapters": adapters})
+    ((where, what),) = info.value.problems
+    assert where == path and message in what
+
+
+def test_error_paths_are_the_yaml_paths_not_pydantic_tags() -> None:
+    """An unknown key under a LoRA training adapter is train.adapter.bogus, not
+    train.adapter.lora.bogus (the tag pydantic inserts after a tagged union)."""
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            {
+                "train": {"adapter": {"type": "lora", "bogus": 1}},
+                "retriever": {"type": "dense", "top_k": 0},
+                "index": {"vectors": {"type": "hnsw", "m": 1}},
+            }
+        )
+    paths = {path for path, _ in info.value.problems}
+    assert {"train.adapter.bogus", "retriever.top_k", "index.vectors.m"} <= paths
+
+
+def test_tenant_defaults_become_concrete_choices() -> None:
+    from ragtune.types import NO_ADAPTER, AdapterFolder, AdapterRef
+
+    config = load_config(
+        {
+            "adapters": {
+                "defaults": {
+                    "acme": {"type": "prompt", "ref": "acme/support"},
+                    "globex": {"type": "lora", "path": "folders/globex"},
+                }
+            }
+        }
+    )
+    defaults = config.assistant_policy().adapters
+    assert defaults.for_tenant("acme") == AdapterRef("acme", "support")
+    assert defaults.for_tenant("globex") == AdapterFolder(Path("folders/globex"))
+    assert defaults.for_tenant("initech") == NO_ADAPTER
+    assert defaults.for_tenant(None) == NO_ADAPTER
+
+
+def test_each_setting_is_declared_once_with_one_default() -> None:
+    """A config section's defaults are its stage dataclass's: they cannot drift apart."""
+    from ragtune.check import CheckerSettings
+    from ragtune.generate import DecodeSettings, GeneratorSettings, LoraSpec, ModelSettings
+    from ragtune.policy import AnswerPolicy, GuardPolicy
+    from ragtune.retrieve import FusionSettings
+    from ragtune.train.loop import TrainSettings
+
+    config = load_config(None)
+    pairs = [
+        (config.generator, DecodeSettings()),
+        (config.generator, GeneratorSettings()),
+        (config.generator, ModelSettings()),
+        (config.checker, CheckerSettings()),
+        (config.checker, AnswerPolicy()),
+        (config.guard, GuardPolicy()),
+        (config.retriever, FusionSettings()),
+        (config.train.loop, TrainSettings()),
+        (config.train.adapter, LoraSpec()),
+    ]
+    import dataclasses
+
+    for section, stage in pairs:
+        for f in dataclasses.fields(stage):
+            assert getattr(section, f.name) == getattr(stage, f.name), (type(stage), f.name)
 
 
 def test_bad_checker_and_guard_sections_name_the_field() -> None:

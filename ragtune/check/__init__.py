@@ -1,7 +1,12 @@
 """Checking answers: citation parsing, support signals, the calibrated checker, ALCE scores."""
 
 from ragtune.check.alce import AlceScore, alce_scores
-from ragtune.check.checker import CheckResult, CitationChecker, SupportCitationChecker
+from ragtune.check.checker import (
+    CheckerSettings,
+    CheckResult,
+    CitationChecker,
+    SupportCitationChecker,
+)
 from ragtune.check.citations import (
     ParsedSentence,
     markers,
@@ -23,6 +28,7 @@ __all__ = [
     "AlceScore",
     "Calibration",
     "CheckResult",
+    "CheckerSettings",
     "CitationChecker",
     "ClaimItem",
     "ParsedSentence",

@@ -18,14 +18,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from annotated_types import Ge, Le
 
 from ragtune.check.alce import AlceScore, alce_scores
 from ragtune.check.citations import ParsedSentence, parse_answer
 from ragtune.check.support import ClaimItem, SupportChecker
+from ragtune.settings import check_bounds
 from ragtune.types import Citation, ClaimVerdict, Generation, Passage
 
-__all__ = ["CheckResult", "CitationChecker", "SupportCitationChecker"]
+__all__ = ["CheckResult", "CheckerSettings", "CitationChecker", "SupportCitationChecker"]
+
+
+@dataclass(frozen=True)
+class CheckerSettings:
+    """Which signals score support, the threshold, and post-hoc attribution."""
+
+    signals: tuple[Literal["similarity", "evidence"], ...] = ("similarity",)
+    """Signals beyond the lexical ones: embedder similarity, the base model's evidence."""
+    min_support: Annotated[float, Ge(0.0), Le(1.0)] | None = None
+    """A support probability threshold; None: the calibrated one."""
+    attribute_uncited: bool = True
+    """Give a sentence the model left without a marker the passage that supports it."""
+    calibration: Path | None = None
+    """A calibration file from ``ragtune check --calibrate``; None: the shipped one."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 class CitationChecker(Protocol):
@@ -45,7 +66,7 @@ class SupportCitationChecker:
     """Checks each sentence's claim against the passages it cites."""
 
     def __init__(
-        self, scorer: SupportChecker, *, question_aware: bool = True, attribute: bool = False
+        self, scorer: SupportChecker, *, attribute: bool, question_aware: bool = True
     ) -> None:
         self.scorer = scorer
         self.question_aware = question_aware

@@ -36,6 +36,7 @@ from ragtune.check.signals import (
     numbers,
 )
 from ragtune.errors import ConfigError
+from ragtune.types import NO_ADAPTER, AdapterChoice
 
 __all__ = [
     "Calibration",
@@ -62,10 +63,10 @@ class SentenceEmbedder(Protocol):
 class EvidenceModel(Protocol):
     """A causal LM that scores continuations (``HFGenerator`` fits)."""
 
-    tokenizer: Any
+    def tokenize(self, text: str) -> list[int]: ...
 
     def log_likelihoods(
-        self, items: Sequence[tuple[Sequence[int], Sequence[int], str | None]]
+        self, items: Sequence[tuple[Sequence[int], Sequence[int]]], *, adapter: AdapterChoice
     ) -> list[float]: ...
 
 
@@ -256,12 +257,8 @@ class SupportChecker:
     def _evidence(self, items: Sequence[ClaimItem]) -> list[float]:
         """Per-token log-likelihood gain of the claim from reading the passages."""
         assert self.evidence_model is not None
-        tokenizer = self.evidence_model.tokenizer
-
-        def ids(text: str) -> list[int]:
-            return [int(t) for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
-
-        requests: list[tuple[Sequence[int], Sequence[int], str | None]] = []
+        ids = self.evidence_model.tokenize
+        requests: list[tuple[Sequence[int], Sequence[int]]] = []
         sizes = []
         for item in items:
             claim = ids(" " + item.claim.strip())
@@ -271,9 +268,10 @@ class SupportChecker:
             question = f"Question: {item.question.strip()}\n" if item.question else ""
             with_passage = ids("Passage: ") + passage + ids(f"\n{question}Statement:")
             without = ids(f"Passage: (none)\n{question}Statement:")
-            requests += [(with_passage, claim, None), (without, claim, None)]
+            requests += [(with_passage, claim), (without, claim)]
             sizes.append(max(len(claim), 1))
-        scores = self.evidence_model.log_likelihoods(requests)
+        # The base model's view, explicitly: never an adapter some request happens to use.
+        scores = self.evidence_model.log_likelihoods(requests, adapter=NO_ADAPTER)
         gains = []
         for i, size in enumerate(sizes):
             gain = (scores[2 * i] - scores[2 * i + 1]) / size

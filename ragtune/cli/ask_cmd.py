@@ -26,7 +26,11 @@ def ask(
         None, "--tenant", "-t", help="Answer from this tenant's documents."
     ),
     adapter: str | None = typer.Option(
-        None, "--adapter", "-a", help="tenant/name[@vN] or an adapter folder."
+        None,
+        "--adapter",
+        "-a",
+        help="tenant/name[@vN], none (the base model) or folder:PATH; default: the "
+        "tenant's default adapter (adapters.defaults).",
     ),
     index: Path | None = typer.Option(None, "--index", help="Override the config's index folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole Answer as JSON."),
@@ -34,6 +38,7 @@ def ask(
     """Answer QUESTION from the indexed documents, with sources and a support mark per sentence."""
     from ragtune.assistant import Assistant
     from ragtune.errors import RequestError
+    from ragtune.types import TENANT_DEFAULT
 
     asked = [question] if question else []
     if questions is not None:
@@ -48,7 +53,9 @@ def ask(
         raise RequestError("give a question, or --questions FILE with one question per line")
     with Assistant.from_config(config, index=index) as assistant:
         for number, text in enumerate(asked):
-            answer = assistant.ask(text, tenant=tenant, adapter=adapter)
+            answer = assistant.ask(
+                text, tenant=tenant, adapter=TENANT_DEFAULT if adapter is None else adapter
+            )
             if as_json:
                 json.dump(
                     answer.to_dict(),

@@ -66,7 +66,7 @@ def check(
     cfg = load_config(config)
     signals = [] if lexical_only else list(cfg.checker.signals)
     embedder = cfg.embedder.build() if "similarity" in signals else None
-    generator = cfg.generator.build() if "evidence" in signals else None
+    generator = cfg.build_generator() if "evidence" in signals else None
     claims = [ClaimItem(i["claim"], i["passages"], i.get("question")) for i in items]
     if calibrate:
         _calibrate(claims, [bool(i["supported"]) for i in items], embedder, generator, out)

@@ -39,7 +39,11 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of the sample and the bootstrap."),
     tenant: str | None = typer.Option(None, "--tenant", "-t", help="Ask as this tenant."),
     adapter: str | None = typer.Option(
-        None, "--adapter", "-a", help="tenant/name[@vN] or an adapter folder."
+        None,
+        "--adapter",
+        "-a",
+        help="tenant/name[@vN], none (the base model) or folder:PATH; default: the "
+        "tenant's default adapter (adapters.defaults).",
     ),
     index: Path | None = typer.Option(None, "--index", help="Override the config's index folder."),
     batch_size: int = typer.Option(
@@ -54,6 +58,7 @@ def run(
         return
     from ragtune.errors import EvalError
     from ragtune.eval import evaluate
+    from ragtune.types import TENANT_DEFAULT
 
     if questions is None or out is None:
         raise EvalError(
@@ -75,7 +80,7 @@ def run(
                 limit=limit,
                 seed=seed,
                 tenant=tenant,
-                adapter=adapter,
+                adapter=TENANT_DEFAULT if adapter is None else adapter,
                 index=index,
                 batch_size=batch_size,
                 overwrite=overwrite,

@@ -23,6 +23,7 @@ from ragtune.errors import EvalError, RequestError
 from ragtune.eval.questions import EvalQuestion
 from ragtune.eval.records import record_for
 from ragtune.eval.summary import summarise
+from ragtune.types import TENANT_DEFAULT, AdapterRequest, TenantDefault
 
 if TYPE_CHECKING:
     from ragtune.assistant import Assistant
@@ -150,7 +151,7 @@ def run_eval(
     *,
     spec: Mapping[str, Any],
     tenant: str | None = None,
-    adapter: str | None = None,
+    adapter: AdapterRequest = TENANT_DEFAULT,
     batch_size: int = 1,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -201,7 +202,7 @@ def _answer(
     assistant: Assistant,
     batch: Sequence[EvalQuestion],
     tenant: str | None,
-    adapter: str | None,
+    adapter: AdapterRequest,
     depth: int,
 ) -> list[dict[str, Any]]:
     rankings = [assistant.retriever.retrieve(q.question, depth, tenant=tenant) for q in batch]
@@ -245,7 +246,7 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     tenant: str | None = None,
-    adapter: str | None = None,
+    adapter: AdapterRequest = TENANT_DEFAULT,
     index: str | Path | None = None,
     batch_size: int = 1,
     overwrite: bool = False,
@@ -277,7 +278,7 @@ def evaluate(
         "limit": limit,
         "seed": seed,
         "tenant": tenant,
-        "adapter": adapter,
+        "adapter": None if isinstance(adapter, TenantDefault) else str(adapter),
         "index": str(index) if index is not None else None,
     }
     with Assistant.from_config(cfg, index=Path(index) if index is not None else None) as assistant:

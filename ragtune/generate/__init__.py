@@ -1,4 +1,5 @@
-"""Generation: the base model, the grounded prompt, PEFT adapters, their registry, the generator.
+"""Generation: the base model, the grounded prompt, PEFT adapters, their registry and pool,
+decoding, and the generator.
 
 Importing this package is light: torch, transformers and PEFT load when a model or adapter does.
 """
@@ -15,27 +16,24 @@ from ragtune.generate.adapters import (
     read_adapter,
     save_adapter,
 )
-from ragtune.generate.generator import (
-    DecodeSettings,
-    GenerationRequest,
-    GenerationStream,
-    HFGenerator,
-    LoadedAdapter,
-)
+from ragtune.generate.decoding import DecodeSettings
+from ragtune.generate.generator import GenerationStream, GeneratorSettings, HFGenerator
 from ragtune.generate.models import (
     DEFAULT_MODEL,
     EMBEDDED_MODELS,
     EmbeddedModel,
     LoadedModel,
+    ModelSettings,
     default_cache_dir,
     load_base_model,
     resolve_model,
     weights_sha256,
 )
+from ragtune.generate.pool import AdapterPool, LoadedAdapter, PoolSettings
 from ragtune.generate.prompts import ABSTENTION, INSTRUCTION, Prompt, build_prompt, is_abstention
+from ragtune.generate.protocol import GenerationRequest, Generator, GeneratorStatus
 from ragtune.generate.registry import (
     AdapterEntry,
-    AdapterRef,
     AdapterRegistry,
     ResolvedAdapter,
     parse_ref,
@@ -49,16 +47,21 @@ __all__ = [
     "INSTRUCTION",
     "AdapterCard",
     "AdapterEntry",
-    "AdapterRef",
+    "AdapterPool",
     "AdapterRegistry",
     "DecodeSettings",
     "EmbeddedModel",
     "GenerationRequest",
     "GenerationStream",
+    "Generator",
+    "GeneratorSettings",
+    "GeneratorStatus",
     "HFGenerator",
     "LoadedAdapter",
     "LoadedModel",
     "LoraSpec",
+    "ModelSettings",
+    "PoolSettings",
     "PrefixSpec",
     "Prompt",
     "PromptSpec",

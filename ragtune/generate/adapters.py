@@ -24,9 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from annotated_types import Ge, Le, Lt, MinLen
 
 from ragtune.errors import AdapterCorruptError, AdapterMismatchError, AdapterNotFoundError
+from ragtune.settings import check_bounds
+from ragtune.types import check_name
 
 if TYPE_CHECKING:
     import torch
@@ -58,17 +62,6 @@ ADAPTER_KINDS: tuple[AdapterKind, ...] = ("prompt", "prefix", "lora")
 CARD_FILE = "adapter.json"
 CARD_FORMAT = 1
 _PEFT_TYPES = {"prompt": "PROMPT_TUNING", "prefix": "PREFIX_TUNING", "lora": "LORA"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def check_name(value: str, what: str) -> str:
-    """A tenant or adapter name: letters, digits, ``.``, ``_``, ``-``; at most 64; no path tricks."""
-    if not isinstance(value, str) or not _NAME.match(value) or value in {".", ".."}:
-        raise ValueError(
-            f"{what} {value!r} is not a valid name: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return value
 
 
 @dataclass(frozen=True)
@@ -153,36 +146,68 @@ class AdapterCard:
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """A soft prompt of ``num_virtual_tokens`` embeddings (default: as many as ``init_text`` has)."""
+    """A soft prompt: ``num_virtual_tokens`` trainable input embeddings, initialised from a text."""
 
-    num_virtual_tokens: int | None = None
+    type: Literal["prompt"] = "prompt"
+    num_virtual_tokens: Annotated[int, Ge(1), Le(512)] | None = None
+    """None: as many as ``init_text`` has tokens."""
     init_text: str | None = None
-    """Defaults to the grounded-answer instruction of :mod:`ragtune.generate.prompts`."""
-    kind: AdapterKind = "prompt"
+    """None: the grounded-answer instruction of :mod:`ragtune.generate.prompts`."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+    @property
+    def kind(self) -> AdapterKind:
+        return self.type
 
 
 @dataclass(frozen=True)
 class PrefixSpec:
-    """A prefix of ``num_virtual_tokens`` key/value pairs per layer, from ``init_text``'s own."""
+    """A prefix: ``num_virtual_tokens`` trainable key/value pairs per layer, from a text's own."""
 
-    num_virtual_tokens: int | None = None
+    type: Literal["prefix"] = "prefix"
+    num_virtual_tokens: Annotated[int, Ge(1), Le(512)] | None = None
+    """None: as many as ``init_text`` has tokens."""
     init_text: str | None = None
-    kind: AdapterKind = "prefix"
+    """None: the grounded-answer instruction of :mod:`ragtune.generate.prompts`."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+    @property
+    def kind(self) -> AdapterKind:
+        return self.type
 
 
 @dataclass(frozen=True)
 class LoraSpec:
     """Low-rank updates of rank ``r`` on ``target_modules`` (never the embeddings)."""
 
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    first_layer: int = 0
+    type: Literal["lora"] = "lora"
+    r: Annotated[int, Ge(1), Le(256)] = 8
+    """The rank of each update."""
+    alpha: Annotated[int, Ge(1)] = 16
+    """The update is scaled by alpha / r."""
+    dropout: Annotated[float, Ge(0.0), Lt(1.0)] = 0.05
+    target_modules: Annotated[tuple[str, ...], MinLen(1)] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    first_layer: Annotated[int, Ge(0)] = 0
     """LoRA goes on the decoder layers from this one (0-based) to the last. Training then
     back-propagates only through those layers: on SmolLM2-135M (30 layers) LoRA on the top
     15 trains about 1.5x as many tokens per second as on all of them."""
-    kind: AdapterKind = "lora"
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        bad = [m for m in self.target_modules if "embed" in m or m == "lm_head"]
+        if bad:
+            raise ValueError(
+                f"LoRA on {', '.join(bad)} is not supported: the generator computes input "
+                "embeddings itself; target the attention and MLP projections"
+            )
+
+    @property
+    def kind(self) -> AdapterKind:
+        return self.type
 
 
 AdapterSpec = PromptSpec | PrefixSpec | LoraSpec
@@ -283,14 +308,6 @@ def new_adapter(base: LoadedModel, spec: AdapterSpec) -> PeftModel:
 
     model = base.model
     if isinstance(spec, LoraSpec):
-        if spec.r < 1:
-            raise ValueError(f"LoRA rank must be at least 1, got {spec.r}")
-        bad = [m for m in spec.target_modules if "embed" in m or m == "lm_head"]
-        if bad:
-            raise ValueError(
-                f"LoRA on {', '.join(bad)} is not supported: the generator computes input "
-                "embeddings itself; target the attention and MLP projections"
-            )
         layers = int(getattr(model.config, "num_hidden_layers", 0))
         if not 0 <= spec.first_layer < max(layers, 1):
             raise ValueError(

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ragtune.errors import ModelError
 
@@ -40,6 +40,7 @@ __all__ = [
     "EMBEDDED_MODELS",
     "EmbeddedModel",
     "LoadedModel",
+    "ModelSettings",
     "default_cache_dir",
     "load_base_model",
     "resolve_model",
@@ -52,6 +53,19 @@ MANIFEST = "ragtune-model.json"
 """Written by the conversion into the cache folder; records the hashes so a load need not rehash."""
 
 _STALE_TEMP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which base model to load, where, and in which precision."""
+
+    model: str = DEFAULT_MODEL
+    """An embedded model's name (:data:`EMBEDDED_MODELS`) or a local Hugging Face folder."""
+    cache_dir: Path | None = None
+    """Where an embedded model is converted to; None: :func:`default_cache_dir`."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda or cuda:N."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
 @dataclass(frozen=True)
@@ -123,11 +137,11 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, cache_dir: Path | Non
 
 
 def load_base_model(
-    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    model: str | os.PathLike[str] = ModelSettings.model,
     *,
-    cache_dir: Path | None = None,
-    device: str = "auto",
-    dtype: str = "float32",
+    cache_dir: Path | None = ModelSettings.cache_dir,
+    device: str = ModelSettings.device,
+    dtype: str = ModelSettings.dtype,
 ) -> LoadedModel:
     """Load a causal language model and its tokenizer, in eval mode, on ``device``.
 

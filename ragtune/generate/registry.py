@@ -34,30 +34,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ragtune.errors import AdapterCorruptError, AdapterError, AdapterNotFoundError
-from ragtune.generate.adapters import CARD_FILE, AdapterCard, check_name, read_adapter
+from ragtune.generate.adapters import CARD_FILE, AdapterCard, read_adapter
+from ragtune.types import AdapterRef, check_name, parse_adapter_ref
 
 __all__ = ["AdapterEntry", "AdapterRef", "AdapterRegistry", "ResolvedAdapter", "parse_ref"]
 
 POINTER = "current.json"
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
-_REF = re.compile(r"^(?P<tenant>[^/@\s]+)/(?P<name>[^/@\s]+)(?:@v?(?P<version>[0-9]+))?$")
-
-
-@dataclass(frozen=True)
-class AdapterRef:
-    """``tenant/name`` with an optional version (``@v3``); without one, the current version."""
-
-    tenant: str
-    name: str
-    version: int | None = None
-
-    def __str__(self) -> str:
-        base = f"{self.tenant}/{self.name}"
-        return base if self.version is None else f"{base}@v{self.version}"
 
 
 def parse_ref(text: str | AdapterRef) -> AdapterRef:
-    """Parse ``tenant/name`` or ``tenant/name@vN``.
+    """Parse ``tenant/name`` or ``tenant/name@vN`` (:class:`AdapterNotFoundError` otherwise).
 
     >>> parse_ref("acme/support@v3")
     AdapterRef(tenant='acme', name='support', version=3)
@@ -66,20 +53,10 @@ def parse_ref(text: str | AdapterRef) -> AdapterRef:
     """
     if isinstance(text, AdapterRef):
         return text
-    match = _REF.match(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise AdapterNotFoundError(
-            f"{text!r} is not an adapter reference: write tenant/name or tenant/name@vN"
-        )
     try:
-        tenant = check_name(match["tenant"], "tenant")
-        name = check_name(match["name"], "adapter name")
+        return parse_adapter_ref(text)
     except ValueError as exc:
         raise AdapterNotFoundError(str(exc)) from exc
-    version = int(match["version"]) if match["version"] else None
-    if version == 0:
-        raise AdapterNotFoundError(f"{text!r}: versions start at v1")
-    return AdapterRef(tenant, name, version)
 
 
 @dataclass(frozen=True)

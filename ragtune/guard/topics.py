@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import numpy as np
+from annotated_types import Ge, Le, MinLen
+
+from ragtune.settings import check_bounds
 
 __all__ = ["DeniedTopic", "InputDecision", "InputGuard"]
 
@@ -23,11 +26,28 @@ class _Embedder(Protocol):
 
 @dataclass(frozen=True)
 class DeniedTopic:
-    name: str
+    """A topic the assistant refuses: matched by keyword, regular expression or similarity."""
+
+    name: Annotated[str, MinLen(1)]
     keywords: tuple[str, ...] = ()
+    """Whole words, case-insensitive."""
     patterns: tuple[str, ...] = ()
+    """Regular expressions (Python syntax), case-insensitive."""
     description: str = ""
-    similarity: float = 0.6
+    """With an embedder, a question this similar to the description is denied."""
+    similarity: Annotated[float, Ge(0.0), Le(1.0)] = 0.6
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if not (self.keywords or self.patterns or self.description):
+            raise ValueError("give keywords, patterns or a description to match the topic")
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from exc
 
 
 @dataclass(frozen=True)

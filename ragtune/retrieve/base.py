@@ -7,16 +7,40 @@ independent and a test can hand a retriever any object that fits.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import numpy as np
+from annotated_types import Ge, Le
 
 from ragtune.errors import RetrievalError
+from ragtune.settings import check_bounds
 from ragtune.types import Passage
 
-__all__ = ["MAX_QUERY_CHARS", "QueryEmbedder", "Retriever", "SearchIndex", "check_query"]
+__all__ = [
+    "MAX_QUERY_CHARS",
+    "QueryEmbedder",
+    "Retriever",
+    "RetrieverSettings",
+    "SearchIndex",
+    "check_query",
+]
 
 MAX_QUERY_CHARS = 8192
+
+
+@dataclass(frozen=True)
+class RetrieverSettings:
+    """Which index a retriever searches and how many passages a question gets."""
+
+    index: Path = Path("indexes/default")
+    """The index folder (relative to the working directory)."""
+    top_k: Annotated[int, Ge(1), Le(1000)] = 5
+    """Passages retrieved per question."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @runtime_checkable

@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from annotated_types import Ge, Le
 
-from ragtune.errors import EmbedderMismatchError, RetrievalError
+from ragtune.errors import EmbedderMismatchError
 from ragtune.retrieve.base import QueryEmbedder, SearchIndex, check_query
 from ragtune.retrieve.fusion import convex_fusion, reciprocal_rank_fusion
+from ragtune.settings import check_bounds
 from ragtune.types import Passage
 
-__all__ = ["HybridRetriever"]
+__all__ = ["FusionSettings", "HybridRetriever"]
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """How dense and BM25 candidates become one ranking."""
+
+    fusion: Literal["rrf", "score"] = "score"
+    """score: weighted sum of scores over each one's best; rrf: reciprocal-rank fusion."""
+    dense_weight: Annotated[float, Ge(0.0)] = 0.5
+    lexical_weight: Annotated[float, Ge(0.0)] = 0.5
+    candidates: Annotated[int, Ge(1), Le(5000)] = 50
+    """How deep each retriever looks before fusion."""
+    rrf_k: Annotated[int, Ge(1)] = 60
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.dense_weight + self.lexical_weight <= 0:
+            raise ValueError("dense_weight and lexical_weight cannot both be 0")
 
 
 class HybridRetriever:
@@ -27,15 +48,8 @@ class HybridRetriever:
         self,
         index: SearchIndex,
         embedder: QueryEmbedder,
-        *,
-        fusion: str = "score",
-        dense_weight: float = 0.5,
-        lexical_weight: float = 0.5,
-        candidates: int = 50,
-        rrf_k: int = 60,
+        settings: FusionSettings = FusionSettings(),
     ) -> None:
-        if fusion not in ("score", "rrf"):
-            raise RetrievalError(f"unknown fusion {fusion!r}; use score or rrf")
         if embedder.name.lower() != index.embedder_name.lower():
             raise EmbedderMismatchError(
                 f"the index was built with {index.embedder_name!r} but the query embedder is "
@@ -43,10 +57,10 @@ class HybridRetriever:
             )
         self.index = index
         self.embedder = embedder
-        self.fusion = fusion
-        self.weights = (dense_weight, lexical_weight)
-        self.candidates = candidates
-        self.rrf_k = rrf_k
+        self.fusion = settings.fusion
+        self.weights = (settings.dense_weight, settings.lexical_weight)
+        self.candidates = settings.candidates
+        self.rrf_k = settings.rrf_k
 
     def retrieve(
         self,

@@ -28,16 +28,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from ragtune.assistant import Question
 from ragtune.errors import AdapterError, AdapterNotFoundError, RagtuneError, RequestError
 from ragtune.serve import protocol
 from ragtune.serve.keys import KeyRing
 from ragtune.serve.metrics import ServerMetrics
 from ragtune.serve.scheduler import QueueFullError, Scheduler, Ticket
+from ragtune.types import TENANT_DEFAULT, AdapterRef, TenantDefault, parse_adapter_choice
 
 if TYPE_CHECKING:
     from ragtune.assistant import Assistant
-    from ragtune.config import ServeConfig
-    from ragtune.types import Answer
+    from ragtune.serve.settings import ServeSettings
+    from ragtune.types import AdapterChoice, Answer
 
 __all__ = ["create_app"]
 
@@ -108,17 +110,18 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> FastAPI:
+def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> FastAPI:
     """The app; its scheduler starts and stops with the app's lifespan."""
     generator = assistant.generator
-    max_tokens = settings.max_tokens or generator.settings.max_new_tokens
-    switches_seen = generator.adapter_loads
+    status = generator.status()
+    max_tokens = settings.max_tokens or assistant.policy.decoding.max_new_tokens
+    switches_seen = status.adapter_loads
     started = time.time()
 
     def on_batch(size: int, seconds: float) -> None:
         nonlocal switches_seen
         metrics.batch_size.observe(size)
-        loads = generator.adapter_loads
+        loads = generator.status().adapter_loads
         if loads > switches_seen:
             metrics.adapter_switches.inc(loads - switches_seen)
         switches_seen = loads
@@ -126,7 +129,7 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
     scheduler = Scheduler(
         assistant,
         max_queue=settings.max_queue,
-        max_batch=generator.max_batch_size,
+        max_batch=status.max_batch_size,
         batch_wait=settings.batch_wait_ms / 1000,
         on_batch=on_batch,
     )
@@ -135,7 +138,7 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         scheduler.start()
-        log.info("serving %s for tenants %s", generator.base.name, sorted(keys.tenants))
+        log.info("serving %s for tenants %s", status.base_model, sorted(keys.tenants))
         try:
             yield
         finally:
@@ -173,29 +176,33 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
             )
         return tenant
 
-    def adapter_for(model: str, tenant: str) -> str | None:
-        """The adapter reference of ``model``; only the key's tenant's registered adapters."""
-        owner, _, adapter = model.partition("/")
-        if owner != tenant:
-            raise _no_model(model)
-        if not adapter:
-            return None
-        if generator.registry is None:
+    def adapter_for(model: str, tenant: str) -> AdapterChoice | TenantDefault:
+        """What ``model`` asks for: ``tenant`` alone is the tenant's default adapter,
+        ``tenant/name[@vN]`` one of its registered adapters; anything else is a 404, the same
+        reply for another tenant's adapter as for one that does not exist."""
+        if model == tenant:
+            return TENANT_DEFAULT
+        try:
+            requested = parse_adapter_choice(model)
+        except ValueError as exc:
+            raise _no_model(model) from exc
+        if not isinstance(requested, AdapterRef):  # folders and "none" are not for HTTP
             raise _no_model(model)
         try:
-            generator.registry.resolve(model)
+            assistant.adapter_for(tenant, requested)
         except AdapterNotFoundError as exc:
             raise _no_model(model) from exc
-        return model
+        return requested
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        now = generator.status()
         return {
             "status": "ok",
-            "model": generator.base.name,
-            "device": str(generator.model.device),
+            "model": now.base_model,
+            "device": now.device,
             "queue_depth": scheduler.depth,
-            "adapters_loaded": len(generator.loaded_adapters),
+            "adapters_loaded": now.adapters_loaded,
         }
 
     @app.get("/metrics")
@@ -207,12 +214,12 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         tenant = tenant_of(request)
-        return {"object": "list", "data": _models(generator, tenant, started)}
+        return {"object": "list", "data": _models(assistant, tenant, started)}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str, request: Request) -> dict[str, Any]:
         tenant = tenant_of(request)
-        for entry in _models(generator, tenant, started):
+        for entry in _models(assistant, tenant, started):
             if entry["id"] == model_id:
                 return entry
         raise _no_model(model_id)
@@ -241,8 +248,6 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
         adapter = adapter_for(body.model, tenant)
-        from ragtune.assistant import Question
-
         question = Question(text, tenant=tenant, adapter=adapter, max_new_tokens=limit)
         try:
             ticket = scheduler.submit(question)
@@ -274,7 +279,7 @@ def create_app(assistant: Assistant, settings: ServeConfig, keys: KeyRing) -> Fa
         while True:
             done, _ = await asyncio.wait({ticket.future}, timeout=0.2)
             if done:
-                return _answer_or_raise(ticket.future.result(), ticket.question.adapter)
+                return _answer_or_raise(ticket.future.result(), str(ticket.question.adapter))
             if request is not None and await request.is_disconnected():
                 ticket.cancelled = True
                 metrics.cancelled.inc()
@@ -351,13 +356,13 @@ async def _read_request(request: Request) -> protocol.ChatCompletionRequest:
         raise ApiError(400, f"the request is not a valid chat completion: {problems}") from exc
 
 
-def _answer_or_raise(outcome: Answer | BaseException, adapter: str | None) -> Answer:
+def _answer_or_raise(outcome: Answer | BaseException, adapter: str) -> Answer:
     if not isinstance(outcome, BaseException):
         return outcome
     if isinstance(outcome, asyncio.CancelledError):
         raise ApiError(499, "the request was cancelled", code="cancelled")
     if isinstance(outcome, AdapterNotFoundError):
-        raise _no_model(adapter or "")
+        raise _no_model(adapter)
     if isinstance(outcome, RequestError):
         raise ApiError(400, str(outcome))
     if isinstance(outcome, AdapterError):
@@ -368,13 +373,10 @@ def _answer_or_raise(outcome: Answer | BaseException, adapter: str | None) -> An
     raise ApiError(500, "the server failed to answer; it was logged", "server_error")
 
 
-def _models(generator: Any, tenant: str, created: float) -> list[dict[str, Any]]:
-    entries = [
-        protocol.model_entry(tenant, created, {"adapter": None, "base_model": generator.base.name})
-    ]
-    if generator.registry is None:
-        return entries
-    for entry in generator.registry.list(tenant):
+def _models(assistant: Assistant, tenant: str, created: float) -> list[dict[str, Any]]:
+    base = assistant.generator.status().base_model
+    entries = [protocol.model_entry(tenant, created, {"adapter": None, "base_model": base})]
+    for entry in assistant.adapters(tenant):
         entries.append(
             protocol.model_entry(
                 f"{entry.tenant}/{entry.name}",
@@ -383,7 +385,7 @@ def _models(generator: Any, tenant: str, created: float) -> list[dict[str, Any]]
                     "adapter": entry.kind,
                     "current_version": entry.current,
                     "versions": list(entry.versions),
-                    "base_model": generator.base.name,
+                    "base_model": base,
                 },
             )
         )

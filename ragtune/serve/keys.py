@@ -9,14 +9,45 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
-from ragtune.config import ApiKeyConfig
+from annotated_types import MaxLen, MinLen
+
 from ragtune.errors import ConfigError
+from ragtune.settings import check_bounds
 
-__all__ = ["KeyRing", "hash_key", "new_key"]
+__all__ = ["ApiKey", "KeyRing", "hash_key", "new_key"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One API key of ``ragtune serve``: the tenant it acts for, and the key, never in clear.
+
+    ``key_sha256`` is the SHA-256 of the key (``ragtune serve-key TENANT`` makes a key and
+    prints its line); ``key_env`` names an environment variable holding the key, hashed when
+    the server starts. A key sees its tenant's documents and adapters, nothing else.
+    """
+
+    tenant: Annotated[str, MinLen(1), MaxLen(64)]
+    key_sha256: str | None = None
+    key_env: str | None = None
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if (self.key_sha256 is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key_sha256 and key_env")
+        if self.key_sha256 is not None and not _SHA256.match(self.key_sha256):
+            raise ValueError("key_sha256 must be 64 lower-case hex digits (ragtune serve-key)")
+        if self.key_env is not None and not _ENV.match(self.key_env):
+            raise ValueError(f"key_env {self.key_env!r} is not an environment variable name")
+
 
 PREFIX = "rt-"
 
@@ -38,7 +69,7 @@ class KeyRing:
 
     @classmethod
     def from_config(
-        cls, keys: Sequence[ApiKeyConfig], environ: Mapping[str, str] | None = None
+        cls, keys: Sequence[ApiKey], environ: Mapping[str, str] | None = None
     ) -> KeyRing:
         """Hash the keys named by ``key_env`` now; refuse a missing variable or a reused key."""
         environ = os.environ if environ is None else environ

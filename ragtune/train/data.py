@@ -24,11 +24,15 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge, Le, Lt
 
 from ragtune.eval.metrics import contains_answer
 from ragtune.eval.questions import EvalQuestion
 from ragtune.generate.prompts import ABSTENTION, PromptPassage
 from ragtune.ingest.pii import scrub
+from ragtune.settings import check_bounds
 
 __all__ = [
     "DataSettings",
@@ -42,15 +46,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataSettings:
-    passages: int = 4
+    """How questions become grounded examples."""
+
+    passages: Annotated[int, Ge(1), Le(20)] = 4
     """Passages per example (the gold one included when it is kept)."""
-    gold_share: float = 0.8
+    gold_share: Annotated[float, Ge(0.0), Le(1.0)] = 0.8
     """Share of answerable questions that keep their gold passage (RAFT's P)."""
-    unanswerable_share: float | None = 0.15
+    unanswerable_share: Annotated[float, Ge(0.0), Lt(1.0)] | None = 0.15
     """Most of the examples that may come from unanswerable questions (None: all of them)."""
-    validation_share: float = 0.1
+    validation_share: Annotated[float, Ge(0.0), Lt(1.0)] = 0.1
     """Share of documents held out for validation."""
-    seed: int = 0
+    max_questions: Annotated[int, Ge(1)] | None = None
+    """Cap on the questions taken from each question file (None: all)."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -85,19 +95,15 @@ def build_examples(
     retrieve: Retrieve,
     lookup: Lookup,
     settings: DataSettings = DataSettings(),
+    *,
+    seed: int = 0,
 ) -> list[TrainingExample]:
     """One example per usable question (see the module doc), in question order.
 
     An answerable question is skipped when it names no ``passage_id`` or the index does not hold
     that passage: RAFT needs to know which passage is the gold one.
     """
-    if settings.passages < 1:
-        raise ValueError("each example needs at least one passage")
-    if not 0.0 <= settings.gold_share <= 1.0:
-        raise ValueError("gold_share is a share between 0 and 1")
-    if settings.unanswerable_share is not None and not 0.0 <= settings.unanswerable_share < 1.0:
-        raise ValueError("unanswerable_share is a share between 0 and 1 (1 excluded)")
-    rng = random.Random(settings.seed)
+    rng = random.Random(seed)
     examples = []
     for question in questions:
         text = _clean(question.question)

@@ -28,10 +28,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Le, Lt
 
 from ragtune.eval.metrics import contains_answer
 from ragtune.generate.prompts import ABSTENTION, build_prompt
+from ragtune.settings import check_bounds
 from ragtune.train.data import TrainingExample
 
 __all__ = [
@@ -49,29 +52,29 @@ CHECKPOINT = "checkpoint.pt"
 
 @dataclass(frozen=True)
 class TrainSettings:
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_share: float = 0.05
+    """The optimiser, schedule, batches, validation and checkpoints."""
+
+    learning_rate: Annotated[float, Gt(0.0), Le(1.0)] = 2e-4
+    weight_decay: Annotated[float, Ge(0.0)] = 0.0
+    warmup_share: Annotated[float, Ge(0.0), Lt(1.0)] = 0.05
+    """Share of the steps over which the learning rate rises linearly from 0."""
     schedule: Literal["linear", "cosine", "constant"] = "linear"
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_steps: int = 200
+    batch_size: Annotated[int, Ge(1), Le(512)] = 4
+    grad_accum: Annotated[int, Ge(1), Le(512)] = 1
+    max_steps: Annotated[int, Ge(1)] = 200
     """Optimiser steps (each of ``batch_size * grad_accum`` examples)."""
-    eval_every: int = 25
-    patience: int = 3
-    checkpoint_every: int = 25
-    max_length: int = 1024
-    max_grad_norm: float = 1.0
+    eval_every: Annotated[int, Ge(1)] = 25
+    """Steps between validation-loss measurements."""
+    patience: Annotated[int, Ge(1)] = 3
+    """Measurements without improvement before training stops."""
+    checkpoint_every: Annotated[int, Ge(1)] = 25
+    max_length: Annotated[int, Ge(64), Le(32768)] = 1024
+    """Tokens per example at most (prompt and target); longer examples are left out."""
+    max_grad_norm: Annotated[float, Gt(0.0)] = 1.0
     seed: int = 0
 
-    def check(self) -> None:
-        for name in ("batch_size", "grad_accum", "max_steps", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.learning_rate <= 0:
-            raise ValueError("learning_rate must be positive")
-        if self.max_length < 64:
-            raise ValueError("max_length must be at least 64")
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -335,7 +338,6 @@ def train(
     """
     import torch
 
-    settings.check()
     if not train_items:
         raise ValueError("no training examples")
     schedule_of = _Schedule([len(e.input_ids) for e in train_items], settings)

@@ -4,7 +4,7 @@
    config's retriever (:mod:`ragtune.train.data`), split them by document.
 2. Encode them with the inference prompt, make a fresh adapter of the configured kind on the
    base model, and train it (:mod:`ragtune.train.loop`), checkpointing under
-   ``<adapters_root>/.training/``: the same command run again after an interruption resumes.
+   ``<adapters.root>/.training/``: the same command run again after an interruption resumes.
 3. Save the adapter with its card (base model hash, data hash, hyper-parameters, validation
    metrics) and register it as the next version of ``tenant/name`` in the registry.
 """
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import TrainingError
 from ragtune.eval.questions import EvalQuestion, read_questions
+from ragtune.settings import pick
 from ragtune.train.data import DataSettings, build_examples, examples_sha256, split_by_document
 from ragtune.train.loop import TrainProgress, TrainResult, TrainSettings, encode_example, train
 
@@ -37,22 +38,6 @@ class TrainedAdapter:
     result: TrainResult
     examples: Mapping[str, int]
     """How many examples of each kind trained, and how many validated."""
-
-
-def _spec(config: RagtuneConfig) -> Any:
-    from ragtune.generate.adapters import LoraSpec, PrefixSpec, PromptSpec
-
-    adapter = config.train.adapter
-    if adapter.type == "lora":
-        return LoraSpec(
-            r=adapter.r,
-            alpha=adapter.alpha,
-            dropout=adapter.dropout,
-            target_modules=tuple(adapter.target_modules),
-            first_layer=adapter.first_layer,
-        )
-    kind = PromptSpec if adapter.type == "prompt" else PrefixSpec
-    return kind(num_virtual_tokens=adapter.num_virtual_tokens, init_text=adapter.init_text)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -87,24 +72,19 @@ def train_adapter(
         save_adapter,
         trainable_parameters,
     )
-    from ragtune.generate.models import load_base_model
+    from ragtune.generate.models import ModelSettings, load_base_model
     from ragtune.generate.prompts import PromptPassage
     from ragtune.index import IndexStore
 
     cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
     tenant, name = check_name(tenant, "tenant"), check_name(name, "adapter name")
-    cap = cfg.train.data.max_questions
+    data_settings = pick(DataSettings, cfg.train.data)
+    settings = pick(TrainSettings, cfg.train.loop)
+    cap = data_settings.max_questions
     asked: list[EvalQuestion] = read_questions(Path(questions))[:cap]
     if unanswerable is not None:
         asked += read_questions(Path(unanswerable), answerable=False)[:cap]
     index_path = Path(index) if index is not None else cfg.retriever.index
-    data_settings = DataSettings(
-        passages=cfg.train.data.passages,
-        gold_share=cfg.train.data.gold_share,
-        unanswerable_share=cfg.train.data.unanswerable_share,
-        validation_share=cfg.train.data.validation_share,
-        seed=cfg.train.loop.seed,
-    )
     with IndexStore.open(index_path) as store:
         embedder = cfg.embedder_for_index(index_path)
         retriever = cfg.retriever.build(store, embedder)
@@ -119,13 +99,13 @@ def train_adapter(
             holding = [c for c in chunks if contains_answer(c.text, answers)] or chunks
             return PromptPassage(holding[0].title, holding[0].text) if holding else None
 
-        examples = build_examples(asked, retrieve, lookup, data_settings)
+        examples = build_examples(asked, retrieve, lookup, data_settings, seed=settings.seed)
     if not examples:
         raise TrainingError(
             f"no training example could be built from {questions}: answerable questions need a "
             "passage_id the index holds (and answers); check --index and the question file"
         )
-    split = split_by_document(examples, data_settings.validation_share, data_settings.seed)
+    split = split_by_document(examples, data_settings.validation_share, settings.seed)
     counts = {
         "train": len(split.train),
         "validation": len(split.validation),
@@ -137,20 +117,13 @@ def train_adapter(
     if on_data is not None:
         on_data(counts)
 
-    spec = _spec(cfg)
-    base = load_base_model(
-        cfg.generator.model,
-        cache_dir=cfg.generator.cache_dir,
-        device=cfg.generator.device,
-        dtype=cfg.generator.dtype,
-    )
+    spec = cfg.train.spec()
+    base = load_base_model(**asdict(pick(ModelSettings, cfg.generator)))
     import torch
 
-    torch.manual_seed(cfg.train.loop.seed)  # LoRA's A matrices start random: same seed, same start
+    torch.manual_seed(settings.seed)  # LoRA's A matrices start random: same seed, same start
     peft_model = new_adapter(base, spec)
     virtual = int(getattr(peft_model.peft_config["default"], "num_virtual_tokens", 0) or 0)
-    loop = cfg.train.loop
-    settings = TrainSettings(**loop.model_dump())
     layout = {
         "max_passages": cfg.generator.max_passages,
         "passage_tokens": cfg.generator.passage_tokens,
@@ -173,7 +146,7 @@ def train_adapter(
         len(encode_val) - len(validation_items)
     )
     data_sha = examples_sha256(examples)
-    root = Path(cfg.generator.adapters_root)
+    root = Path(cfg.adapters.root)
     run_id = _fingerprint(data_sha, asdict(spec), asdict(settings), layout, base.weights_sha256)[
         :16
     ]

@@ -38,7 +38,7 @@ def test_nothing_is_attributed_to_an_unsupported_sentence_or_when_switched_off()
     result = checker.check_answer(wrong, _passages())
     assert result.text == wrong
     assert [v.verdict for v in result.verdicts] == ["no citation"]
-    plain = SupportCitationChecker(SupportChecker())
+    plain = SupportCitationChecker(SupportChecker(), attribute=False)
     right = "The motor of the Cascade blender is covered for five years."
     assert [v.verdict for v in plain.check_answer(right, _passages()).verdicts] == ["no citation"]
 

@@ -132,8 +132,8 @@ def tiny_pipeline(root: Path, embedder_dir: Path) -> dict[str, Any]:
             "model": str(save_tiny(root / "llama")),
             "device": "cpu",
             "max_new_tokens": 6,
-            "adapters_root": str(root / "adapters"),
         },
+        "adapters": {"root": str(root / "adapters")},
         "checker": {"signals": []},
     }
     config = load_config(raw)

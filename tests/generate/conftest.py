@@ -8,6 +8,13 @@ from typing import Any
 
 import pytest
 
+from ragtune.generate import (
+    AdapterPool,
+    AdapterRegistry,
+    GeneratorSettings,
+    HFGenerator,
+    PoolSettings,
+)
 from ragtune.generate.adapters import (
     AdapterCard,
     LoraSpec,
@@ -21,6 +28,20 @@ from ragtune.generate.models import LoadedModel, load_base_model
 from tests.generate.tiny import save_tiny
 
 KINDS = ("prompt", "prefix", "lora")
+
+
+def make_generator(
+    base_dir: Path | str | None, root: Path, *, context_window: int = 512, max_loaded: int = 32
+) -> tuple[HFGenerator, AdapterPool]:
+    """A generator on a fresh load of the model in ``base_dir`` (None: the embedded default),
+    with its adapter pool over the registry at ``root``."""
+    base = (
+        load_base_model(base_dir, device="cpu")
+        if base_dir is not None
+        else load_base_model(device="cpu")
+    )
+    pool = AdapterPool(base, AdapterRegistry(root), PoolSettings(root, max_loaded=max_loaded))
+    return HFGenerator(base, pool, GeneratorSettings(context_window=context_window)), pool
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,9 @@ from ragtune.generate.adapters import (
     save_adapter,
     trainable_parameters,
 )
-from ragtune.generate.generator import HFGenerator
 from ragtune.generate.models import LoadedModel, load_base_model
-from tests.generate.conftest import KINDS, MakeAdapter, spec_for
+from ragtune.types import NO_ADAPTER, AdapterFolder
+from tests.generate.conftest import KINDS, MakeAdapter, make_generator, spec_for
 from tests.generate.tiny import save_tiny, train
 
 EXAMPLE = (
@@ -115,14 +115,14 @@ def test_trained_adapter_saves_loads_and_generates_with_identical_logits(
     logp = torch.log_softmax(logits[len(prompt) - 1 : -1].float(), -1)
     peft_score = float(logp.gather(1, torch.tensor(answer)[:, None]).sum())
 
-    generator = HFGenerator(load_base_model(tiny_llama_dir, device="cpu"))
-    loaded = generator.load_adapter(folder)
-    assert loaded.kind == kind and loaded.nbytes > 0
-    ours = generator.log_likelihood(prompt, answer, adapter=str(folder))
+    generator, pool = make_generator(tiny_llama_dir, tmp_path / "registry")
+    card = generator.load_adapter(AdapterFolder(folder))
+    assert card is not None and card.kind == kind and pool.loaded[0].nbytes > 0
+    [ours] = generator.log_likelihoods([(prompt, answer)], adapter=AdapterFolder(folder))
     assert ours == pytest.approx(peft_score, abs=1e-3)
-    base_score = generator.log_likelihood(prompt, answer)
+    [base_score] = generator.log_likelihoods([(prompt, answer)], adapter=NO_ADAPTER)
     assert abs(base_score - ours) > 1e-2  # the adapter really changed the model
-    generation = generator.generate("How long is the warranty?", adapter=str(folder))
+    generation = generator.generate("How long is the warranty?", [], adapter=AdapterFolder(folder))
     assert generation.output_tokens > 0 and generation.finish_reason in {"eos", "length"}
 
 

@@ -6,12 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.errors import AdapterError, AdapterMismatchError, GenerationError
-from ragtune.generate.generator import DecodeSettings, GenerationRequest, HFGenerator
-from ragtune.generate.models import load_base_model
-from ragtune.generate.registry import AdapterRegistry
-from ragtune.types import Passage
-from tests.generate.conftest import MakeAdapter
+from ragtune.errors import AdapterError, AdapterNotFoundError, GenerationError
+from ragtune.generate import (
+    AdapterPool,
+    AdapterRegistry,
+    DecodeSettings,
+    GenerationRequest,
+    HFGenerator,
+)
+from ragtune.types import NO_ADAPTER, AdapterChoice, AdapterFolder, AdapterRef, Passage
+from tests.generate.conftest import MakeAdapter, make_generator
+
+SUPPORT = AdapterRef("acme", "support")
 
 QUESTIONS = [
     "How long is the warranty?",
@@ -34,13 +40,25 @@ PASSAGES = [
 
 
 @pytest.fixture
-def generator(tiny_llama_dir: Path, tmp_path: Path) -> HFGenerator:
-    return HFGenerator(
-        load_base_model(tiny_llama_dir, device="cpu"),
-        registry=AdapterRegistry(tmp_path / "adapters"),
-        settings=DecodeSettings(max_new_tokens=12),
-        context_window=512,
-    )
+def pool_and_generator(tiny_llama_dir: Path, tmp_path: Path) -> tuple[HFGenerator, AdapterPool]:
+    return make_generator(tiny_llama_dir, tmp_path / "adapters")
+
+
+@pytest.fixture
+def generator(pool_and_generator: tuple[HFGenerator, AdapterPool]) -> HFGenerator:
+    return pool_and_generator[0]
+
+
+@pytest.fixture
+def registry(pool_and_generator: tuple[HFGenerator, AdapterPool]) -> AdapterRegistry:
+    return pool_and_generator[1].registry
+
+
+TWELVE = DecodeSettings(max_new_tokens=12)
+
+
+def folder(path: Path) -> AdapterChoice:
+    return AdapterFolder(path)
 
 
 def test_mixed_batch_equals_each_request_alone(
@@ -48,12 +66,12 @@ def test_mixed_batch_equals_each_request_alone(
 ) -> None:
     """Two prefixes of different lengths, a soft prompt, two LoRAs and the base model in one batch."""
     adapters = [
-        str(make_adapter("prefix", seed=1, tokens=3)),
-        str(make_adapter("prefix", seed=2, tokens=9)),
-        str(make_adapter("prompt", seed=3, tokens=5)),
-        str(make_adapter("lora", seed=4)),
-        str(make_adapter("lora", seed=5, r=2)),
-        None,
+        folder(make_adapter("prefix", seed=1, tokens=3)),
+        folder(make_adapter("prefix", seed=2, tokens=9)),
+        folder(make_adapter("prompt", seed=3, tokens=5)),
+        folder(make_adapter("lora", seed=4)),
+        folder(make_adapter("lora", seed=5, r=2)),
+        NO_ADAPTER,
     ]
     requests = [
         GenerationRequest(q, PASSAGES[: 1 + i % 2], a, DecodeSettings(max_new_tokens=6 + 2 * i))
@@ -66,48 +84,55 @@ def test_mixed_batch_equals_each_request_alone(
         assert many.text == one.text and many.finish_reason == one.finish_reason
     # The adapters really differ: not every row decodes what the base model decodes.
     base = generator.generate_many(
-        [GenerationRequest(r.question, r.passages, None, r.settings) for r in requests]
+        [GenerationRequest(r.question, r.passages, NO_ADAPTER, r.settings) for r in requests]
     )
     assert sum(b.token_ids != m.token_ids for b, m in zip(base, mixed, strict=True)) >= 3
     # Scores too, within float rounding (batched sums run in another order).
-    prompt = generator.tokenizer("Question: how long?", add_special_tokens=False)["input_ids"]
-    answer = generator.tokenizer(" Two years. [1]", add_special_tokens=False)["input_ids"]
-    items = [(prompt, answer, a) for a in adapters]
-    together = generator.log_likelihoods(items)
-    single = [generator.log_likelihood(prompt, answer, adapter=a) for a in adapters]
-    assert together == pytest.approx(single, abs=1e-3)
-    assert len({round(s, 3) for s in single}) == len(single)
+    prompt = generator.tokenize("Question: how long?")
+    answer = generator.tokenize(" Two years. [1]")
+    two = [(prompt, answer), (prompt + prompt[:2], answer)]
+    for adapter in adapters:
+        together = generator.log_likelihoods(two, adapter=adapter)
+        single = [generator.log_likelihoods([item], adapter=adapter)[0] for item in two]
+        assert together == pytest.approx(single, abs=1e-3)
+    scores = [generator.log_likelihoods(two[:1], adapter=a)[0] for a in adapters]
+    assert len({round(s, 3) for s in scores}) == len(scores)
 
 
-def test_generation_reports_what_it_did(generator: HFGenerator, make_adapter: MakeAdapter) -> None:
-    generator.registry.register(make_adapter("prefix"))  # type: ignore[union-attr]
-    generation = generator.generate(QUESTIONS[0], PASSAGES, adapter="acme/support")
+def test_generation_reports_what_it_did(
+    generator: HFGenerator, registry: AdapterRegistry, make_adapter: MakeAdapter
+) -> None:
+    registry.register(make_adapter("prefix"))
+    generation = generator.generate(QUESTIONS[0], PASSAGES, adapter=SUPPORT, settings=TWELVE)
     assert (generation.adapter, generation.adapter_version) == ("acme/support", 1)
-    assert generation.prompt_tokens == len(
-        generator.tokenizer(generation.prompt, add_special_tokens=False)["input_ids"]
-    )
+    assert generation.prompt_tokens == len(generator.tokenize(generation.prompt))
     assert generation.passages == tuple(PASSAGES)
     assert generation.prefill_seconds > 0 and generation.decode_seconds >= 0
     assert generation.finish_reason in {"eos", "length"}
     assert len(generation.token_ids) <= 12
-    base = generator.generate(QUESTIONS[0], PASSAGES)
+    base = generator.generate(QUESTIONS[0], PASSAGES, adapter=NO_ADAPTER)
     assert base.adapter is None and base.adapter_version is None
 
 
 def test_stop_sequences_cut_the_answer(generator: HFGenerator) -> None:
-    full = generator.generate(QUESTIONS[1], PASSAGES, settings=DecodeSettings(max_new_tokens=24))
+    full = generator.generate(
+        QUESTIONS[1], PASSAGES, adapter=NO_ADAPTER, settings=DecodeSettings(max_new_tokens=24)
+    )
     assert len(full.text) > 6
     stop = full.text[3:6]
     cut = generator.generate(
-        QUESTIONS[1], PASSAGES, settings=DecodeSettings(max_new_tokens=24, stop=(stop,))
+        QUESTIONS[1],
+        PASSAGES,
+        adapter=NO_ADAPTER,
+        settings=DecodeSettings(max_new_tokens=24, stop=(stop,)),
     )
     assert cut.finish_reason == "stop"
     assert stop not in cut.text and full.text.startswith(cut.text)
 
 
 def test_stream_yields_the_same_text(generator: HFGenerator, make_adapter: MakeAdapter) -> None:
-    folder = str(make_adapter("lora"))
-    request = GenerationRequest(QUESTIONS[2], PASSAGES, folder, DecodeSettings(max_new_tokens=16))
+    lora = folder(make_adapter("lora"))
+    request = GenerationRequest(QUESTIONS[2], PASSAGES, lora, DecodeSettings(max_new_tokens=16))
     stream = generator.stream(request)
     pieces = list(stream)
     assert stream.result is not None
@@ -118,11 +143,11 @@ def test_stream_yields_the_same_text(generator: HFGenerator, make_adapter: MakeA
 def test_stream_many_reports_each_request_when_done_and_cancels_one(
     generator: HFGenerator, make_adapter: MakeAdapter
 ) -> None:
-    adapter = str(make_adapter("prefix", seed=1, tokens=3))
+    adapter = folder(make_adapter("prefix", seed=1, tokens=3))
     settings = DecodeSettings(max_new_tokens=10, min_new_tokens=10)  # no early end
     requests = [
         GenerationRequest(q, PASSAGES[:1], a, settings)
-        for q, a in zip(QUESTIONS[:3], [adapter, None, adapter], strict=True)
+        for q, a in zip(QUESTIONS[:3], [adapter, NO_ADAPTER, adapter], strict=True)
     ]
     alone = [generator.generate_many([r])[0] for r in requests]
     steps = {"count": 0}
@@ -147,14 +172,17 @@ def test_stream_many_reports_each_request_when_done_and_cancels_one(
 
 def test_sampling_is_reproducible_with_a_seed(generator: HFGenerator) -> None:
     settings = DecodeSettings(max_new_tokens=16, temperature=1.0, top_p=0.9, seed=3)
-    one = generator.generate(QUESTIONS[3], PASSAGES, settings=settings)
-    two = generator.generate(QUESTIONS[3], PASSAGES, settings=settings)
+    one = generator.generate(QUESTIONS[3], PASSAGES, adapter=NO_ADAPTER, settings=settings)
+    two = generator.generate(QUESTIONS[3], PASSAGES, adapter=NO_ADAPTER, settings=settings)
     assert one.token_ids == two.token_ids
-    greedy = generator.generate(QUESTIONS[3], PASSAGES, settings=DecodeSettings(max_new_tokens=16))
+    greedy = generator.generate(
+        QUESTIONS[3], PASSAGES, adapter=NO_ADAPTER, settings=DecodeSettings(max_new_tokens=16)
+    )
     others = {
         generator.generate(
             QUESTIONS[3],
             PASSAGES,
+            adapter=NO_ADAPTER,
             settings=DecodeSettings(max_new_tokens=16, temperature=1.5, seed=s),
         ).token_ids
         for s in range(4)
@@ -162,14 +190,12 @@ def test_sampling_is_reproducible_with_a_seed(generator: HFGenerator) -> None:
     assert len(others | {greedy.token_ids}) > 1
 
 
-def test_passages_are_cut_to_fit_and_reported(tiny_llama_dir: Path) -> None:
-    generator = HFGenerator(
-        load_base_model(tiny_llama_dir, device="cpu"),
-        context_window=256,
-        settings=DecodeSettings(max_new_tokens=16),
-    )
+def test_passages_are_cut_to_fit_and_reported(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    generator, _pool = make_generator(tiny_llama_dir, tmp_path / "adapters", context_window=256)
     long = [passage(i, "Items can be returned within 30 days of delivery. " * 12) for i in range(4)]
-    generation = generator.generate(QUESTIONS[1], long)
+    generation = generator.generate(
+        QUESTIONS[1], long, adapter=NO_ADAPTER, settings=DecodeSettings(max_new_tokens=16)
+    )
     assert generation.prompt_tokens + 16 <= 256
     assert 1 <= len(generation.passages) < 4
     assert generation.passages[0] == long[0] or len(generation.passages[-1].text) < len(
@@ -180,85 +206,120 @@ def test_passages_are_cut_to_fit_and_reported(tiny_llama_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (DecodeSettings(max_new_tokens=0), "max_new_tokens must be"),
-        (DecodeSettings(max_new_tokens=10_000), "max_new_tokens must be"),
-        (DecodeSettings(temperature=-1), "temperature must be"),
-        (DecodeSettings(top_p=0), "top_p must be"),
-        (DecodeSettings(stop=("",)), "stop sequences"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+        ({"max_new_tokens": 10_000}, "max_new_tokens must be <= 4096"),
+        ({"temperature": -1}, "temperature must be >= 0"),
+        ({"top_p": 0}, "top_p must be > 0"),
+        ({"stop": ("",)}, "stop sequences"),
+        ({"max_new_tokens": 4, "min_new_tokens": 5}, "cannot exceed max_new_tokens"),
     ],
 )
-def test_bad_settings_are_refused(
-    generator: HFGenerator, settings: DecodeSettings, message: str
-) -> None:
-    with pytest.raises(GenerationError, match=message):
-        generator.generate(QUESTIONS[0], PASSAGES, settings=settings)
+def test_bad_settings_are_refused(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DecodeSettings(**settings)  # type: ignore[arg-type]
 
 
 def test_oversized_question_and_empty_question_are_refused(generator: HFGenerator) -> None:
     with pytest.raises(GenerationError, match="shorten the question"):
-        generator.generate("why " * 2000, PASSAGES)
+        generator.generate("why " * 2000, PASSAGES, adapter=NO_ADAPTER)
     with pytest.raises(GenerationError, match="question is empty"):
-        generator.generate("   ", PASSAGES)
+        generator.generate("   ", PASSAGES, adapter=NO_ADAPTER)
+    with pytest.raises(GenerationError, match="more than half the context window"):
+        generator.generate(
+            QUESTIONS[0], PASSAGES, adapter=NO_ADAPTER, settings=DecodeSettings(max_new_tokens=300)
+        )
 
 
 def test_promotion_and_rollback_reach_the_next_request(
-    generator: HFGenerator, make_adapter: MakeAdapter
+    generator: HFGenerator, registry: AdapterRegistry, make_adapter: MakeAdapter
 ) -> None:
-    registry = generator.registry
-    assert registry is not None
     registry.register(make_adapter("lora", seed=1))
     registry.register(make_adapter("prompt", seed=2))
-    first = generator.generate(QUESTIONS[0], PASSAGES, adapter="acme/support")
-    generator.promote("acme/support", 2)
-    second = generator.generate(QUESTIONS[0], PASSAGES, adapter="acme/support")
+    first = generator.generate(QUESTIONS[0], PASSAGES, adapter=SUPPORT, settings=TWELVE)
+    registry.promote("acme/support", 2)
+    second = generator.generate(QUESTIONS[0], PASSAGES, adapter=SUPPORT, settings=TWELVE)
     registry.rollback("acme/support")  # from another process, say: only the pointer moves
-    third = generator.generate(QUESTIONS[0], PASSAGES, adapter="acme/support")
+    third = generator.generate(QUESTIONS[0], PASSAGES, adapter=SUPPORT, settings=TWELVE)
     assert [g.adapter_version for g in (first, second, third)] == [1, 2, 1]
     assert third.token_ids == first.token_ids
+    pinned = generator.generate(
+        QUESTIONS[0], PASSAGES, adapter=AdapterRef("acme", "support", 2), settings=TWELVE
+    )
+    assert pinned.adapter_version == 2
 
 
-def test_a_mismatched_version_is_refused_and_the_current_keeps_serving(
-    generator: HFGenerator, make_adapter: MakeAdapter, tmp_path: Path
+def test_a_broken_promoted_version_is_refused_and_the_last_good_keeps_serving(
+    pool_and_generator: tuple[HFGenerator, AdapterPool],
+    make_adapter: MakeAdapter,
+    tmp_path: Path,
 ) -> None:
     from tests.generate.tiny import save_tiny
 
-    registry = generator.registry
-    assert registry is not None
+    generator, pool = pool_and_generator
+    registry = pool.registry
     registry.register(make_adapter("lora", seed=1))
     registry.register(make_adapter("lora", seed=2, base_dir=save_tiny(tmp_path / "other", seed=9)))
-    before = generator.generate(QUESTIONS[0], PASSAGES, adapter="acme/support")
-    with pytest.raises(AdapterMismatchError):
-        generator.promote("acme/support", 2)
-    assert registry.current_version("acme", "support") == 1
-    # Promoted behind the generator's back (no check): requests keep getting the good version.
-    registry.promote("acme/support", 2)
-    after = generator.generate(QUESTIONS[0], PASSAGES, adapter="acme/support")
+    before = generator.generate(QUESTIONS[0], PASSAGES, adapter=SUPPORT, settings=TWELVE)
+    registry.promote("acme/support", 2)  # made for another base model
+    after = generator.generate(QUESTIONS[0], PASSAGES, adapter=SUPPORT, settings=TWELVE)
     assert after.adapter_version == 1 and after.token_ids == before.token_ids
+    with pytest.raises(AdapterError, match="another base model|not on the loaded"):
+        generator.load_adapter(AdapterRef("acme", "support", 2))  # pinned: no fallback
+    with pytest.raises(AdapterError):
+        pool.check(registry.resolve("acme/support@v2").folder)
     # A name that never served a good version fails loudly.
     registry.register(make_adapter("lora", name="other", base_dir=tmp_path / "other"))
     with pytest.raises(AdapterError):
-        generator.generate(QUESTIONS[0], PASSAGES, adapter="acme/other")
+        generator.generate(QUESTIONS[0], PASSAGES, adapter=AdapterRef("acme", "other"))
 
 
-def test_activate_sets_the_default_and_unload_frees(
-    generator: HFGenerator, make_adapter: MakeAdapter
+def test_pool_resolves_cards_without_loading_and_refuses_unknown(
+    pool_and_generator: tuple[HFGenerator, AdapterPool], make_adapter: MakeAdapter
 ) -> None:
-    generator.registry.register(make_adapter("prefix"))  # type: ignore[union-attr]
-    loaded = generator.activate("acme/support")
-    assert loaded is not None and loaded.key == "acme/support@v1"
-    assert generator.generate(QUESTIONS[0], PASSAGES).adapter == "acme/support"
-    generator.activate(None)
-    assert generator.generate(QUESTIONS[0], PASSAGES).adapter is None
-    generator.unload_adapter("acme/support@v1")
-    assert generator.loaded_adapters == []
+    generator, pool = pool_and_generator
+    pool.registry.register(make_adapter("prefix"))
+    card = generator.adapter_card(SUPPORT)
+    assert card is not None and card.ref == "acme/support@v1" and pool.loaded == ()
+    assert generator.adapter_card(NO_ADAPTER) is None
+    with pytest.raises(AdapterNotFoundError):
+        generator.adapter_card(AdapterRef("acme", "missing"))
+    with pytest.raises(AdapterNotFoundError):
+        generator.adapter_card(AdapterRef("acme", "support", 7))
+    generator.load_adapter(SUPPORT)
+    assert [a.key for a in pool.loaded] == ["acme/support@v1"]
+    assert generator.status().adapters_loaded == 1 and generator.status().adapter_loads == 1
+    pool.unload("acme/support@v1")
+    assert pool.loaded == ()
+
+
+def test_a_registry_reference_never_depends_on_the_working_directory(
+    pool_and_generator: tuple[HFGenerator, AdapterPool],
+    make_adapter: MakeAdapter,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A folder named like a reference (./acme/support) neither shadows nor stands in for it."""
+    generator, pool = pool_and_generator
+    decoy = make_adapter("prompt", seed=7)
+    (tmp_path / "acme").mkdir()
+    decoy.rename(tmp_path / "acme" / "support")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AdapterNotFoundError):
+        generator.load_adapter(SUPPORT)  # nothing registered: the folder is not a fallback
+    pool.registry.register(make_adapter("lora", seed=1))
+    card = generator.load_adapter(SUPPORT)
+    assert card is not None and card.kind == "lora"
 
 
 def test_least_recently_used_adapters_are_dropped(
-    tiny_llama_dir: Path, make_adapter: MakeAdapter
+    tiny_llama_dir: Path, tmp_path: Path, make_adapter: MakeAdapter
 ) -> None:
-    generator = HFGenerator(load_base_model(tiny_llama_dir, device="cpu"), max_loaded=2)
+    generator, pool = make_generator(tiny_llama_dir, tmp_path / "adapters", max_loaded=2)
     folders = [make_adapter(kind, seed=i) for i, kind in enumerate(["lora", "prefix", "lora"])]
-    for folder in folders:
-        generator.load_adapter(folder)
-    assert [a.folder for a in generator.loaded_adapters] == folders[1:]
-    assert generator.generate(QUESTIONS[0], PASSAGES, adapter=str(folders[0])).output_tokens > 0
+    for made in folders:
+        generator.load_adapter(AdapterFolder(made))
+    assert [a.folder for a in pool.loaded] == folders[1:]
+    reloaded = generator.generate(
+        QUESTIONS[0], PASSAGES, adapter=AdapterFolder(folders[0]), settings=TWELVE
+    )
+    assert reloaded.output_tokens > 0 and pool.loads == 4

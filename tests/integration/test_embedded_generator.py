@@ -11,7 +11,6 @@ from ragtune.generate import (
     AdapterRegistry,
     DecodeSettings,
     GenerationRequest,
-    HFGenerator,
     LoraSpec,
     PrefixSpec,
     PromptSpec,
@@ -19,7 +18,8 @@ from ragtune.generate import (
     new_adapter,
     save_adapter,
 )
-from ragtune.types import Passage
+from ragtune.types import NO_ADAPTER, AdapterRef, Passage
+from tests.generate.conftest import make_generator
 
 pytestmark = pytest.mark.integration
 
@@ -83,12 +83,16 @@ def test_every_adapter_kind_trains_and_generates_on_the_embedded_model(tmp_path:
         )
         registry.register(save_adapter(peft_model, tmp_path / "out" / kind, card))
 
-    generator = HFGenerator(
-        load_base_model(device="cpu"), registry=registry, settings=DecodeSettings(max_new_tokens=10)
-    )
+    generator, _pool = make_generator(None, tmp_path / "adapters", context_window=2048)
+    ten = DecodeSettings(max_new_tokens=10)
     requests = [
-        GenerationRequest(EXAMPLE[0], [PASSAGE], a)
-        for a in ("acme/prompt", "acme/prefix", "acme/lora", None)
+        GenerationRequest(EXAMPLE[0], [PASSAGE], a, ten)
+        for a in (
+            AdapterRef("acme", "prompt"),
+            AdapterRef("acme", "prefix"),
+            AdapterRef("acme", "lora"),
+            NO_ADAPTER,
+        )
     ]
     alone = [generator.generate_many([r])[0] for r in requests]
     mixed = generator.generate_many(requests)

@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     raw = config.model_dump(mode="json")
     raw["retriever"]["index"] = str(root / "index")
-    raw["generator"]["adapters_root"] = str(root / "adapters")
+    raw["adapters"]["root"] = str(root / "adapters")
     (root / "serve.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     with served(root / "serve.yaml", root / "server.log", env={"RAGTUNE_KEY_ACME": KEY}) as url:
         yield url  # leaving checks that it shut down cleanly (exit status 0)

@@ -54,8 +54,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dic
             "device": "cpu",
             "max_new_tokens": 8,
             "max_batch_size": 4,
-            "adapters_root": str(root / "adapters"),
         },
+        "adapters": {"root": str(root / "adapters")},
         "checker": {"signals": [], "on_unsupported": "flag"},
         "guard": {"max_question_chars": 300},
         "serve": {
@@ -268,7 +268,8 @@ def test_a_burst_beyond_the_queue_gets_429s_and_the_rest_complete(
 def test_a_promoted_version_is_used_by_the_next_request(server: dict[str, Any]) -> None:
     from ragtune.generate import AdapterRegistry
 
-    registry = AdapterRegistry(Path(server["assistant"].generator.registry.root))
+    registry = server["assistant"].registry
+    assert isinstance(registry, AdapterRegistry)
 
     def version() -> int:
         reply = _post(server, {"model": "acme/support", "messages": QUESTION}).json()

@@ -52,7 +52,7 @@ def test_gold_is_placed_at_every_position_and_cited() -> None:
 
 def test_the_share_without_gold_abstains_and_never_shows_the_answer() -> None:
     examples = build_examples(
-        QUESTIONS * 10, retrieve, lookup, DataSettings(gold_share=0.7, seed=3)
+        QUESTIONS * 10, retrieve, lookup, DataSettings(gold_share=0.7), seed=3
     )
     no_gold = [e for e in examples if e.kind == "no gold"]
     assert 0.25 < len(no_gold) / len(examples) < 0.35
@@ -91,13 +91,13 @@ def test_unanswerable_examples_are_capped_to_their_share() -> None:
     unanswerable = [
         EvalQuestion(f"u{i}", f"Who wrote fact {i}?", (), None, answerable=False) for i in range(40)
     ]
-    settings = DataSettings(gold_share=1.0, unanswerable_share=0.2, seed=4)
-    examples = build_examples(QUESTIONS + unanswerable, retrieve, lookup, settings)
+    settings = DataSettings(gold_share=1.0, unanswerable_share=0.2)
+    examples = build_examples(QUESTIONS + unanswerable, retrieve, lookup, settings, seed=4)
     kinds = Counter(e.kind for e in examples)
     assert kinds == {"answer": 40, "unanswerable": 10}  # 10 of 50 is the 0.2 asked for
     kept = [e.question for e in examples if e.kind == "unanswerable"]
     assert kept != [u.question for u in unanswerable[:10]]  # a sample, not the first ones
-    assert examples == build_examples(QUESTIONS + unanswerable, retrieve, lookup, settings)
+    assert examples == build_examples(QUESTIONS + unanswerable, retrieve, lookup, settings, seed=4)
     everything = build_examples(
         QUESTIONS + unanswerable, retrieve, lookup, DataSettings(unanswerable_share=None)
     )
@@ -105,9 +105,9 @@ def test_unanswerable_examples_are_capped_to_their_share() -> None:
 
 
 def test_same_seed_same_examples_and_personal_data_is_scrubbed() -> None:
-    one = build_examples(QUESTIONS, retrieve, lookup, DataSettings(seed=1))
-    two = build_examples(QUESTIONS, retrieve, lookup, DataSettings(seed=1))
-    other = build_examples(QUESTIONS, retrieve, lookup, DataSettings(seed=2))
+    one = build_examples(QUESTIONS, retrieve, lookup, DataSettings(), seed=1)
+    two = build_examples(QUESTIONS, retrieve, lookup, DataSettings(), seed=1)
+    other = build_examples(QUESTIONS, retrieve, lookup, DataSettings(), seed=2)
     assert one == two and examples_sha256(one) == examples_sha256(two)
     assert examples_sha256(one) != examples_sha256(other)
     private = EvalQuestion("p", "Mail ana@example.org about fact 2?", ("14 apples",), "doc2")
@@ -129,12 +129,12 @@ def test_split_is_by_document_with_no_leak() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="at least one passage"):
-        build_examples(QUESTIONS, retrieve, lookup, DataSettings(passages=0))
-    with pytest.raises(ValueError, match="gold_share"):
-        build_examples(QUESTIONS, retrieve, lookup, DataSettings(gold_share=1.5))
-    with pytest.raises(ValueError, match="unanswerable_share"):
-        build_examples(QUESTIONS, retrieve, lookup, DataSettings(unanswerable_share=1.0))
+    with pytest.raises(ValueError, match="passages must be >= 1"):
+        DataSettings(passages=0)
+    with pytest.raises(ValueError, match="gold_share must be <= 1"):
+        DataSettings(gold_share=1.5)
+    with pytest.raises(ValueError, match="unanswerable_share must be < 1"):
+        DataSettings(unanswerable_share=1.0)
 
 
 def test_training_never_reads_another_tenants_documents() -> None:

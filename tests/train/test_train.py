@@ -60,7 +60,7 @@ def _config(setup: dict[str, Any], kind: str, root: Path, **loop: Any) -> dict[s
     raw = json.loads(json.dumps(setup["raw"]))
     raw["train"]["adapter"] = ADAPTERS[kind]
     raw["train"]["loop"].update(loop)
-    raw["generator"]["adapters_root"] = str(root / "adapters")
+    raw["adapters"]["root"] = str(root / "adapters")
     return raw
 
 

@@ -1,0 +1,108 @@
+"""Small fakes of the stage protocols, for tests of what sits above them (the Assistant, the
+server) without loading any model: a keyword retriever and a generator that echoes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragtune.errors import AdapterNotFoundError
+from ragtune.generate.adapters import AdapterCard
+from ragtune.generate.protocol import GenerationRequest, GeneratorStatus
+from ragtune.types import AdapterChoice, AdapterRef, Generation, NoAdapter, Passage
+
+
+@dataclass
+class FakeRetriever:
+    """Passages of each tenant, ranked by words shared with the query."""
+
+    by_tenant: Mapping[str | None, Sequence[str]]
+
+    def retrieve(
+        self,
+        query: str,
+        k: int,
+        *,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Passage]:
+        texts = self.by_tenant.get(tenant, ())
+        words = set(query.lower().split())
+        ranked = sorted(texts, key=lambda t: -len(words & set(t.lower().split())))[:k]
+        return [
+            Passage(
+                f"{tenant}-{i}",
+                f"{tenant}-d{i}",
+                text,
+                1.0 - i / 10,
+                i + 1,
+                f"{tenant}/{i}.md",
+                0,
+                len(text),
+            )
+            for i, text in enumerate(ranked)
+        ]
+
+
+@dataclass
+class FakeGenerator:
+    """Answers with the first passage's text and a marker; knows the adapters in ``cards``.
+
+    ``requests`` records every request it was handed, so a test can check that each one
+    carried a concrete adapter choice.
+    """
+
+    cards: Mapping[AdapterRef, AdapterCard] = field(default_factory=dict)
+    max_batch_size: int = 4
+    requests: list[GenerationRequest] = field(default_factory=list)
+    loads: int = 0
+
+    def status(self) -> GeneratorStatus:
+        return GeneratorStatus("fake", "cpu", self.max_batch_size, len(self.cards), self.loads)
+
+    def adapter_card(self, choice: AdapterChoice) -> AdapterCard | None:
+        if isinstance(choice, NoAdapter):
+            return None
+        if not isinstance(choice, AdapterRef) or choice.unversioned not in self.cards:
+            raise AdapterNotFoundError(f"no adapter {choice}")
+        return self.cards[choice.unversioned]
+
+    def load_adapter(self, choice: AdapterChoice) -> AdapterCard | None:
+        card = self.adapter_card(choice)
+        self.loads += card is not None
+        return card
+
+    def stream_many(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        cancelled: Callable[[int], bool] | None = None,
+    ) -> Iterator[tuple[int, str | Generation]]:
+        assert len(requests) <= self.max_batch_size
+        for i, request in enumerate(requests):
+            self.requests.append(request)
+            card = self.adapter_card(request.adapter)
+            if cancelled is not None and cancelled(i):
+                yield i, Generation("", 1, 0, 0.0, 0.0, "cancelled")
+                continue
+            text = f"{request.passages[0].text} [1]" if request.passages else "I don't know."
+            yield i, text
+            yield (
+                i,
+                Generation(
+                    text,
+                    10,
+                    3,
+                    0.01,
+                    0.01,
+                    "eos",
+                    adapter=f"{card.tenant}/{card.name}" if card else None,
+                    adapter_version=card.version if card else None,
+                    passages=tuple(request.passages),
+                ),
+            )
+
+
+def card(tenant: str, name: str, kind: str = "prompt") -> AdapterCard:
+    return AdapterCard(name, tenant, kind, "fake", "0" * 64, version=1)  # type: ignore[arg-type]
