@@ -80,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = _generation.make_adapters(
         work, [("prompt", "prompt"), ("prefix", "prefix"), ("lora", "lora")]
     )
-    generator, _pool = _generation.make_generator(registry)
+    base = load_base_model(device="cpu")
+    generator, _pool = _generation.make_generator(registry, base=base)
     for name in ("prompt", "prefix", "lora"):
         generator.load_adapter(_generation.bench(name))
     merged_base = load_base_model(device="cpu")

@@ -96,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _hybrid_config(config: Any, args: Any) -> Any:
     """The config's hybrid settings (defaults when its retriever is not hybrid), overridden."""
-    from ragtune.config import HybridRetrieverConfig
-
     import dataclasses
+
+    from ragtune.config import HybridRetrieverConfig
 
     base = config.retriever if isinstance(config.retriever, HybridRetrieverConfig) else None
     values = dataclasses.asdict(base) if base is not None else {}
