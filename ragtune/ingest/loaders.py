@@ -33,7 +33,15 @@ from typing import Any
 from ragtune.errors import IngestError
 from ragtune.types import Document, SkippedSource
 
-__all__ = ["SUPPORTED_SUFFIXES", "Discovery", "LoadResult", "discover", "load"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Discovery",
+    "LoadResult",
+    "canonical_path",
+    "canonical_source",
+    "discover",
+    "load",
+]
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
 """File types :func:`load` reads (compared case-insensitively)."""
@@ -62,6 +70,31 @@ class LoadResult:
 
     documents: tuple[Document, ...]
     skipped: tuple[SkippedSource, ...]
+
+
+def canonical_path(path: str | Path) -> Path:
+    """The one name a file goes by in an index: absolute, with every folder symlink resolved.
+
+    Build, add, remove and sync all name files this way, so a folder reached through a
+    symlink (``handbook -> real/``) is the same folder every time. The file's own name is
+    kept (a symlinked file inside a folder is known by its place in that folder), and the
+    path need not exist: a deleted file still has its canonical name.
+
+    >>> canonical_path("/tmp/../tmp/a.txt").as_posix()  # doctest: +SKIP
+    '/tmp/a.txt'
+    """
+    absolute = Path(os.path.abspath(os.path.expanduser(path)))
+    if absolute.is_dir():
+        return Path(os.path.realpath(absolute))
+    return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def canonical_source(key: str) -> str:
+    """A source key (``path`` or ``path#L3`` of a JSONL line) with its path made canonical."""
+    path, mark, line = key.rpartition("#L")
+    if mark and line.isdigit() and path:
+        return f"{canonical_path(path)}#L{line}"
+    return str(canonical_path(key))
 
 
 def _unsupported(path: Path) -> str:
@@ -108,7 +141,7 @@ def discover(sources: Sequence[str | Path]) -> Discovery:
 
     Hidden files and folders (names starting with ``.``) inside a folder are left out
     silently; files of an unsupported type are listed in ``skipped`` with the reason.
-    Each file appears once, as an absolute path, even when several sources name it.
+    Each file appears once, by its :func:`canonical_path`, even when several sources name it.
 
     Raises:
         IngestError: a source does not exist, or a pattern matches nothing.
@@ -117,7 +150,7 @@ def discover(sources: Sequence[str | Path]) -> Discovery:
     skipped: dict[Path, SkippedSource] = {}
     for source in sources:
         for path in _expand(str(source)):
-            absolute = Path(os.path.abspath(path))
+            absolute = canonical_path(path)
             if absolute.suffix.lower() in SUPPORTED_SUFFIXES:
                 files.setdefault(absolute)
             elif absolute not in skipped:
@@ -379,7 +412,7 @@ def load(path: Path) -> LoadResult:
     document per line (a bad line is skipped alone). A file that cannot be used comes back
     in ``skipped`` with a reason that names the problem and the fix.
     """
-    path = Path(os.path.abspath(path))
+    path = canonical_path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
         return _skip(path, "a folder, not a file; pass it to discover() to list its files")
