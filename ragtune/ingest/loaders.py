@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import IngestError
+from ragtune.ingest.line_ends import normalise_line_ends
 from ragtune.types import Document, SkippedSource
 
 __all__ = [
@@ -186,7 +187,8 @@ def _decode(path: Path, data: bytes) -> str | SkippedSource:
         return SkippedSource(str(path), problem)
     try:
         # Decoding the bytes ourselves (no universal newlines) keeps "\r\n" as it is in the
-        # file, so character offsets line up with what an editor shows.
+        # file; the document's line ends are normalised with a record of each change, so
+        # chunk offsets still line up with the file's characters.
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         bad = data[error.start : error.start + 1].hex()
@@ -305,13 +307,11 @@ def _load_text(path: Path, data: bytes, mtime: float) -> LoadResult:
         extracted = _html_to_text(text)
         text, title = extracted.text, extracted.title
     elif suffix != ".txt":
-        title = _markdown_title(text)
+        title = _markdown_title(normalise_line_ends(text)[0])
     if not text.strip():
         what = "no text outside the markup" if suffix in _HTML_SUFFIXES else "only whitespace"
         return _skip(path, f"{what}; add content or remove the file from the sources")
-    document = Document(
-        doc_id="", text=text, source=str(path), title=title or path.stem, modified_at=mtime
-    )
+    document = _document(text, source=str(path), title=title or path.stem, modified_at=mtime)
     return LoadResult((document,), ())
 
 
@@ -338,9 +338,8 @@ def _load_pdf(path: Path, data: bytes, mtime: float) -> LoadResult:
             path,
             "the PDF has no text layer (scanned pages?); run OCR first, e.g. `ocrmypdf IN OUT`",
         )
-    document = Document(
-        doc_id="",
-        text=text,
+    document = _document(
+        text,
         source=str(path),
         title=title.strip() if isinstance(title, str) and title.strip() else path.stem,
         modified_at=mtime,
@@ -370,9 +369,8 @@ def _jsonl_record(path: Path, lineno: int, line: str, mtime: float) -> Document 
     if "id" in record:
         metadata["id"] = record["id"]  # the store assigns doc_id; the user's id rides along
     title = record.get("title")
-    return Document(
-        doc_id="",
-        text=text,
+    return _document(
+        text,
         source=f"{path}#L{lineno}",
         title=title.strip() if isinstance(title, str) and title.strip() else path.stem,
         metadata=metadata,
@@ -398,6 +396,27 @@ def _load_jsonl(path: Path, data: bytes, mtime: float) -> LoadResult:
     if not documents and not skipped:
         return _skip(path, "only blank lines; add one JSON object per line")
     return LoadResult(tuple(documents), tuple(skipped))
+
+
+def _document(
+    text: str,
+    *,
+    source: str,
+    title: str,
+    modified_at: float,
+    metadata: dict[str, Any] | None = None,
+) -> Document:
+    """A document with its line ends normalised and the edits that map offsets back."""
+    normalised, edits = normalise_line_ends(text)
+    return Document(
+        doc_id="",
+        text=normalised,
+        source=source,
+        title=title,
+        metadata=metadata or {},
+        modified_at=modified_at,
+        edits=edits,
+    )
 
 
 def _skip(path: Path, reason: str) -> LoadResult:

@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from ragtune.ingest.line_ends import to_source
+
 __all__ = ["PII_KINDS", "Edit", "ScrubResult", "scrub"]
 
 PII_KINDS = ("EMAIL", "IBAN", "CARD", "SSN", "IP", "PHONE")
@@ -65,15 +67,7 @@ class ScrubResult:
         when it starts a range and to its end when it ends one (``is_end=True``), so a
         range that cuts a placeholder still covers the whole original item.
         """
-        index = bisect.bisect_right(self._starts, offset) - 1
-        if index < 0:
-            return offset  # before the first edit nothing has moved
-        edit = self.edits[index]
-        if offset == edit.start:
-            return edit.source_start
-        if offset < edit.end:
-            return edit.source_end if is_end else edit.source_start
-        return offset + (edit.source_end - edit.end)
+        return to_source(self.edits, offset, is_end=is_end, starts=self._starts)
 
 
 # A validator looks at a candidate match and returns how many of its characters are
