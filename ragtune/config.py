@@ -192,6 +192,11 @@ class LexicalConfig(_Strict):
     method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
     stopwords: Literal["english", "none"] = "english"
     stemming: bool = Field(True, description="English Snowball stemming (needs PyStemmer).")
+    tokenizer: Literal["auto", "words"] = Field(
+        "auto",
+        description="auto: character bigrams for Chinese, Japanese, Thai and other scripts "
+        "written without spaces, words for the rest; words: words only",
+    )
 
     def spec(self) -> LexicalSpec:
         from ragtune.index.lexical import LexicalSpec
@@ -202,6 +207,7 @@ class LexicalConfig(_Strict):
             method=self.method,
             stopwords=self.stopwords,
             stemming=self.stemming,
+            tokenizer=self.tokenizer,
         )
 
 
