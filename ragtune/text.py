@@ -36,6 +36,8 @@ their particles attached. Word-based text processing needs another unit for them
 _BLOCK_BREAK = re.compile(r"\n[ \t]*\n\s*|\n(?=[ \t]*(?:[-*•]|\d+[.)]|#+)[ \t])")
 # Full-width sentence ends (Chinese, Japanese) are never abbreviations; syntok does not know them.
 _FULL_STOP = re.compile(r"[。！？]+[」』”’）)\]]*")
+# A domain or file name: dotted labels, the last of two letters or more (not "U.S", "e.g").
+_DOTTED = re.compile(r"[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
 # Citation markers written after a sentence's full stop belong to that sentence.
 _LEADING_MARKERS = re.compile(r"(?:\[\s*\d+(?:\s*[,–-]\s*\d+)*\s*\]\s*)+")
 
@@ -71,7 +73,19 @@ def split_sentences(text: str) -> list[str]:
 def _block_sentences(block: str) -> list[tuple[int, int]]:
     from syntok.segmenter import analyze
 
-    starts = [sentence[0].offset for paragraph in analyze(block) for sentence in paragraph]
+    starts = []
+    for paragraph in analyze(block):
+        for sentence in paragraph:
+            starts.append(sentence[0].offset)
+            # syntok keeps "Visit acme.com. Returns ..." together, as it would "U.S. Army":
+            # a full stop after a domain or file name, before a capital, ends a sentence.
+            for before, stop, after in zip(sentence, sentence[1:], sentence[2:]):
+                if (
+                    stop.value == "."
+                    and _DOTTED.fullmatch(before.value)
+                    and after.value[:1].isupper()
+                ):
+                    starts.append(after.offset)
     spans: list[tuple[int, int]] = []
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(block)

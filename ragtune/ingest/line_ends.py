@@ -10,7 +10,7 @@ paragraphs chunk the same way whatever wrote them. Each change is kept as a
 >>> text
 'One.\\n\\nTwo.'
 >>> to_source(edits, text.index("Two"), is_end=False)
-7
+8
 """
 
 from __future__ import annotations
