@@ -79,7 +79,7 @@ def _block_sentences(block: str) -> list[tuple[int, int]]:
             starts.append(sentence[0].offset)
             # syntok keeps "Visit acme.com. Returns ..." together, as it would "U.S. Army":
             # a full stop after a domain or file name, before a capital, ends a sentence.
-            for before, stop, after in zip(sentence, sentence[1:], sentence[2:]):
+            for before, stop, after in zip(sentence, sentence[1:], sentence[2:], strict=False):
                 if (
                     stop.value == "."
                     and _DOTTED.fullmatch(before.value)
