@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ragtune.errors import ConfigError
+from ragtune.yaml_loading import explain_yaml_booleans, load_yaml
 
 if TYPE_CHECKING:
     from ragtune.generate.generator import HFGenerator
@@ -662,7 +663,7 @@ def load_config(source: str | Path | Mapping[str, Any] | None = None) -> Ragtune
     if not path.is_file():
         raise ConfigError(str(path), [("", "no such file; give the path of a YAML config")])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [("", f"not UTF-8 text ({exc.reason})")]) from exc
     except yaml.YAMLError as exc:
@@ -678,7 +679,7 @@ def load_config(source: str | Path | Mapping[str, Any] | None = None) -> Ragtune
         raise ConfigError(
             str(path), [("", f"the top level must be a mapping, not {type(data).__name__}")]
         )
-    return _validate(data, str(path))
+    return explain_yaml_booleans(_validate, data, str(path))
 
 
 def _validate(data: dict[str, Any], source: str) -> RagtuneConfig:
