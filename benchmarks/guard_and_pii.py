@@ -310,6 +310,23 @@ def measure_guard(find: Callable[[str], list[str]], rng: random.Random) -> dict[
     }
 
 
+def _speed(scrub: Callable[[str], Any]) -> float:
+    """Kilobytes per second scrubbed, on text like an index build reads."""
+    import time
+
+    paragraph = (
+        "Returns are accepted within 30 days of delivery (order #10482913, shipped 2024-03-15). "
+        "Call (415) 555-0178 or write to help@example.org; refunds of $1,299.00 take 5 days. "
+        "Model X200 v2.10.4 draws 1,200 W; see ISBN 978-3-16-148410-0, page 12. "
+    )
+    text = paragraph * 40
+    started = time.perf_counter()
+    rounds = 20
+    for _ in range(rounds):
+        scrub(text)
+    return len(text.encode()) * rounds / 1000 / (time.perf_counter() - started)
+
+
 def _load(path: str, name: str) -> Any:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
@@ -340,6 +357,7 @@ def main() -> None:
         f"recall {pii['recall_all']:.3f}, precision {pii['precision']:.3f}"
     )
     print("  recall by kind: " + ", ".join(f"{k} {v:.3f}" for k, v in pii["recall"].items()))
+    print(f"  scrubbing speed: {_speed(scrub):.0f} KB/s on policy-like text with a few items")
     guard = measure_guard(find, random.Random(SEED))
     print(
         f"injection guard: {guard['planted']} planted, {guard['policy']} policy sentences; "

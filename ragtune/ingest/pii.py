@@ -259,9 +259,21 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], _Validator], ...] = (
 _PRIORITY = {kind: rank for rank, kind in enumerate(PII_KINDS)}
 
 PHONE_REGIONS = ("US", "GB")
-"""Regions whose national numbers are recognised without a country code (US covers the North
-American plan; GB adds the ``00`` international prefix and UK national numbers). Numbers
-with ``+`` and a country code are recognised for every country."""
+"""Regions whose national numbers are recognised without a country code: the North American
+plan (with its ``011`` international prefix) and the UK's (numbers starting with 0, and the
+``00`` international prefix most of the world dials). Numbers with ``+`` and a country code
+are recognised for every country."""
+
+
+def _regions_for(window: str) -> tuple[str, ...]:
+    """The region to parse a candidate in: a ``+`` number parses the same in any; a national
+    number starting with 0 (or the ``00`` prefix) is read as GB's, any other as NANP's (with
+    its ``011`` prefix)."""
+    digits = window.lstrip("(")
+    if digits.startswith("0") and not digits.startswith("011"):
+        return ("GB",)
+    return ("US",)
+
 
 # Where a phone number could be: a digit run with phone separators (phonenumbers then decides).
 _PHONE_WINDOW = re.compile(r"[+(]?\d[\d \t().\-/\u00a0]{5,}\d")
@@ -280,23 +292,27 @@ def _phones(text: str) -> list[tuple[int, int]]:
     """
     import phonenumbers
 
-    strict = phonenumbers.Leniency.STRICT_GROUPING
+    possible, strict = phonenumbers.Leniency.POSSIBLE, phonenumbers.Leniency.STRICT_GROUPING
     spans: set[tuple[int, int]] = set()
     for window in _PHONE_WINDOW.finditer(text):
+        if sum(ch.isdigit() for ch in window.group()) < 7:
+            continue  # shorter than any number with its area code
         low, high = max(0, window.start() - 1), min(len(text), window.end() + 1)
         piece = text[low:high]
-        for region in PHONE_REGIONS:
-            for leniency in (strict, phonenumbers.Leniency.POSSIBLE):
-                for match in phonenumbers.PhoneNumberMatcher(piece, region, leniency=leniency):
-                    start, end = low + match.start, low + match.end
-                    glued = _CODE_CHAR.match(text, end) or (
-                        start > 0 and _CODE_CHAR.match(text, start - 1)
-                    )
-                    laid_out = match.number.country_code == 1 and _NANP_LAYOUT.fullmatch(
-                        match.raw_string
-                    )
-                    if not glued and (leniency == strict or laid_out):
-                        spans.add((start, end))
+        for region in _regions_for(window.group()):
+            for match in phonenumbers.PhoneNumberMatcher(piece, region, leniency=possible):
+                start, end = low + match.start, low + match.end
+                if _CODE_CHAR.match(text, end) or (start > 0 and _CODE_CHAR.match(text, start - 1)):
+                    continue  # glued to letters or digits: a code
+                laid_out = match.number.country_code == 1 and _NANP_LAYOUT.fullmatch(
+                    match.raw_string
+                )
+                # Valid, and grouped the way its country writes it (or not grouped at all).
+                grouped = laid_out or any(
+                    phonenumbers.PhoneNumberMatcher(match.raw_string, region, leniency=strict)
+                )
+                if grouped:
+                    spans.add((start, end))
     return sorted(spans)
 
 
