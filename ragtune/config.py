@@ -52,6 +52,7 @@ from ragtune.types import (
     check_name,
     parse_adapter_choice,
 )
+from ragtune.yaml_loading import explain_yaml_booleans, load_yaml
 
 if TYPE_CHECKING:
     from ragtune.generate.generator import HFGenerator
@@ -239,6 +240,11 @@ class LexicalConfig(_Strict):
     method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
     stopwords: Literal["english", "none"] = "english"
     stemming: bool = Field(True, description="English Snowball stemming (needs PyStemmer).")
+    tokenizer: Literal["auto", "words"] = Field(
+        "auto",
+        description="auto: character bigrams for Chinese, Japanese, Thai and other scripts "
+        "written without spaces, words for the rest; words: words only",
+    )
 
     def spec(self) -> LexicalSpec:
         from ragtune.index.lexical import LexicalSpec
@@ -249,6 +255,7 @@ class LexicalConfig(_Strict):
             method=self.method,
             stopwords=self.stopwords,
             stemming=self.stemming,
+            tokenizer=self.tokenizer,
         )
 
 
@@ -626,7 +633,7 @@ def load_config(source: str | Path | Mapping[str, Any] | None = None) -> Ragtune
     if not path.is_file():
         raise ConfigError(str(path), [("", "no such file; give the path of a YAML config")])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"), source=str(path))
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [("", f"not UTF-8 text ({exc.reason})")]) from exc
     except yaml.YAMLError as exc:
@@ -642,7 +649,7 @@ def load_config(source: str | Path | Mapping[str, Any] | None = None) -> Ragtune
         raise ConfigError(
             str(path), [("", f"the top level must be a mapping, not {type(data).__name__}")]
         )
-    return _validate(data, str(path))
+    return explain_yaml_booleans(_validate, data, str(path))
 
 
 def _validate(data: dict[str, Any], source: str) -> RagtuneConfig:

@@ -13,12 +13,13 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,7 +31,14 @@ from ragtune.index.manifest import EmbedderInfo, Manifest
 from ragtune.index.store import IndexUpdate, fault_point
 from ragtune.index.units import dense_units, vector_ids
 from ragtune.index.vectors import VectorIndexSpec
-from ragtune.ingest import Chunker, discover, load, token_counter_for
+from ragtune.ingest import (
+    Chunker,
+    canonical_path,
+    canonical_source,
+    discover,
+    load,
+    token_counter_for,
+)
 from ragtune.types import Chunk, Document, SkippedSource
 
 __all__ = [
@@ -96,6 +104,8 @@ class UpdateReport:
     seconds: float
     embed_seconds: float
     manifest: Manifest | None
+    sources_removed: int = 0
+    """Sources (files, JSONL lines) a remove unlinked; their documents go with their last one."""
 
     @property
     def changed(self) -> bool:
@@ -115,6 +125,7 @@ class _Run:
     chunks_added: int = 0
     chunks_removed: int = 0
     embed_seconds: float = 0.0
+    sources_removed: int = 0
     skipped: list[SkippedSource] = field(default_factory=list)
     pii: dict[str, int] = field(default_factory=dict)
 
@@ -133,6 +144,7 @@ class _Run:
             seconds=time.perf_counter() - self.started,
             embed_seconds=self.embed_seconds,
             manifest=manifest,
+            sources_removed=self.sources_removed,
         )
 
 
@@ -218,7 +230,7 @@ def sync_index(
     Files whose size and modification time are unchanged are not read again.
     """
     index = Path(index)
-    root = Path(folder).expanduser().resolve()
+    root = canonical_path(folder)
     if not root.is_dir():
         raise IngestError(
             f"{folder} is not a folder; `index sync` takes the folder the index mirrors"
@@ -227,10 +239,9 @@ def sync_index(
     run = _Run(skipped=list(discovery.skipped))
     with IndexUpdate(index) as update:
         update.check_embedder(embedder)
-        known: dict[str, list[SourceRecord]] = {}
-        for record in update.db.sources(tenant=tenant, under=str(root)):
-            known.setdefault(record.file, []).append(record)
+        known = _known_files(update, folder, root, tenant)
         to_read = []
+        legacy: list[tuple[str, str | None]] = []
         for path in discovery.files:
             records = known.pop(str(path), None)
             stat = path.stat()
@@ -241,10 +252,18 @@ def sync_index(
                 run.files += 1
                 continue
             to_read.append(path)
+            # Read again, it is linked under its canonical name; drop any older spelling.
+            legacy += [(r.source, r.tenant) for r in records or [] if r.file != str(path)]
         # Files still in `known` are gone from the folder.
         gone = [(r.source, r.tenant) for records in known.values() for r in records]
         _ingest_files(
-            update, to_read, embedder, tenant, run, progress or NullProgress(), extra_unlinks=gone
+            update,
+            to_read,
+            embedder,
+            tenant,
+            run,
+            progress or NullProgress(),
+            extra_unlinks=gone + legacy,
         )
         _finish(update, run, strict=strict, require_documents=False)
         # Nothing to read and nothing gone: keep the current generation as it is.
@@ -252,24 +271,48 @@ def sync_index(
         return run.report(index, manifest)
 
 
+def _known_files(
+    update: IndexUpdate, folder: str | Path, root: Path, tenant: str | None
+) -> dict[str, list[SourceRecord]]:
+    """The index's sources below ``root``, keyed by their file's canonical path.
+
+    Indexes written before paths were canonical hold the folder as it was named (through a
+    symlink, say): those records are found under that name too, and matched by what it
+    resolves to.
+    """
+    records = update.db.sources(tenant=tenant, under=str(root))
+    named = Path(os.path.abspath(os.path.expanduser(folder)))
+    if named != root:
+        records += update.db.sources(tenant=tenant, under=str(named))
+    known: dict[str, list[SourceRecord]] = {}
+    for record in records:
+        known.setdefault(str(canonical_path(record.file)), []).append(record)
+    return known
+
+
 def remove_from_index(
     keys: Sequence[str], index: str | Path, *, tenant: str | None = None
 ) -> UpdateReport:
-    """Remove documents by doc id, their JSONL ``id``, a source path or a file path.
+    """Remove sources by file path or source (``file#L3``), or documents by doc id or JSONL ``id``.
 
-    Every key must match something, or nothing is removed.
+    A path removes only that source: a document stored once for several identical files
+    stays while another of them still holds it. Every key must match something, or nothing
+    is removed.
     """
     index = Path(index)
     run = _Run()
     with IndexUpdate(index) as update:
+        sources: dict[tuple[str, str | None], None] = {}
         doc_ids: set[str] = set()
         missing = []
         for key in keys:
-            found = update.db.find_documents(key, tenant=tenant)
-            if not found and os.path.exists(key):
-                found = update.db.find_documents(str(Path(key).resolve()), tenant=tenant)
-            if not found:
+            named = update.db.sources_named(key, tenant=tenant)
+            if not named and key != canonical_source(key):
+                named = update.db.sources_named(canonical_source(key), tenant=tenant)
+            found = update.db.documents_named(key, tenant=tenant)
+            if not named and not found:
                 missing.append(key)
+            sources.update(((r.source, r.tenant), None) for r in named)
             doc_ids.update(found)
         if missing:
             where = f" for tenant {tenant!r}" if tenant else ""
@@ -277,11 +320,18 @@ def remove_from_index(
                 f"nothing in {index}{where} matches {', '.join(map(repr, missing))}; "
                 "nothing was removed. See `ragtune index info` for what is there"
             )
+        # A path names a source: the document goes only with its last source, so an
+        # identical file elsewhere stays searchable. A doc id or a user's id names the
+        # document itself.
         removed_ids: list[tuple[int, int]] = []
         for doc_id in sorted(doc_ids):
             removed_ids += update.db.delete_document(doc_id)
+        update.db.unlink_sources(sources)
+        n_orphans, orphan_ids = update.db.delete_orphans()
+        removed_ids += orphan_ids
         update.vectors.remove(_vector_ids_of(removed_ids))
-        run.removed, run.chunks_removed = len(doc_ids), len(removed_ids)
+        run.removed, run.chunks_removed = len(doc_ids) + n_orphans, len(removed_ids)
+        run.sources_removed = len(sources)
         return run.report(index, update.commit())
 
 
@@ -334,7 +384,7 @@ def _ingest_files(
         new_sources = set()
         for doc in loaded.documents:
             sha = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
-            doc_id = _doc_id(sha, tenant)
+            doc_id = _doc_id(sha, tenant, doc.metadata)
             new_sources.add(doc.source)
             links.append(
                 SourceRecord(doc.source, tenant, str(path), doc_id, stat.st_mtime, stat.st_size)
@@ -351,8 +401,8 @@ def _ingest_files(
         # Lines of a JSONL file that are no longer in it, or a file that now fails to load.
         stale += [
             (r.source, r.tenant)
-            for r in update.db.sources(tenant=tenant)
-            if r.file == str(path) and r.source not in new_sources
+            for r in update.db.sources_of_file(str(path), tenant=tenant)
+            if r.source not in new_sources
         ]
         progress.advance(1)
 
@@ -426,11 +476,19 @@ def _finish(update: IndexUpdate, run: _Run, *, strict: bool, require_documents: 
         )
 
 
-def _doc_id(sha256: str, tenant: str | None) -> str:
-    """Content-addressed: the same text is one document per tenant, never shared across them."""
-    if tenant is None:
+def _doc_id(sha256: str, tenant: str | None, metadata: Mapping[str, Any]) -> str:
+    """Content-addressed: the same text is one document per tenant, never shared across them.
+
+    What a user can name or filter on is part of the identity: two JSONL records with the
+    same text but their own ``id`` or metadata stay two documents, so de-duplication never
+    loses one of them (files carry no metadata and are de-duplicated by text alone).
+    """
+    key = sha256 if tenant is None else f"{tenant}\0{sha256}"
+    if metadata:
+        key += "\0" + json.dumps(dict(metadata), sort_keys=True, default=str)
+    if key == sha256:
         return sha256[:16]
-    return hashlib.sha256(f"{tenant}\0{sha256}".encode()).hexdigest()[:16]
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _embedder_info(embedder: Embedder) -> EmbedderInfo:

@@ -26,6 +26,7 @@ __all__ = [
     "SkippedSource",
     "StageTimings",
     "TenantDefault",
+    "TextEdit",
     "check_name",
     "parse_adapter_choice",
     "parse_adapter_ref",
@@ -170,7 +171,7 @@ class Provenance:
     source: str
     """Path of the source file (for JSONL, the file plus ``#line``)."""
     sha256: str
-    """Hash of the document text as read, before personal data was scrubbed."""
+    """Hash of the document text with line ends normalised, before personal data was scrubbed."""
     modified_at: float | None
     """The source file's modification time (POSIX seconds), when it is a file."""
     ingested_at: float
@@ -180,11 +181,23 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class TextEdit:
+    """One change to a text: ``before[source_start:source_end]`` became ``after[start:end]``."""
+
+    source_start: int
+    source_end: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Document:
     """One document as a loader read it.
 
-    ``text`` is the text the citations point into: the file's characters for .txt and .md,
-    the extracted text for .html and .pdf, the ``text`` field for a JSONL line.
+    The text as read is the file's characters for .txt and .md, the extracted text for .html
+    and .pdf, the ``text`` field for a JSONL line. ``text`` is that text with its line ends
+    normalised (every line break ``\n``, every paragraph break ``\n\n``); ``edits`` record
+    each change, so chunk offsets are mapped back and citations point into the text as read.
     """
 
     doc_id: str
@@ -193,15 +206,17 @@ class Document:
     title: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     modified_at: float | None = None
+    edits: tuple[TextEdit, ...] = ()
+    """Changes from the text as read to ``text``, in order (empty when there were none)."""
 
 
 @dataclass(frozen=True)
 class Chunk:
     """A piece of a document, the unit that is embedded, indexed and cited.
 
-    ``start`` and ``end`` are character offsets into the document's source text
-    (:attr:`Document.text` before scrubbing), so ``document.text[start:end]`` is the span a
-    citation points at. ``text`` is that span with personal data replaced by placeholders
+    ``start`` and ``end`` are character offsets into the document's text as read (before
+    line ends were normalised and personal data scrubbed), so ``read_text[start:end]`` is the
+    span a citation points at. ``text`` is that span with personal data replaced by placeholders
     when scrubbing is on.
     """
 

@@ -15,17 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ragtune.text import sentence_spans
+
 __all__ = ["ParsedSentence", "markers", "parse_answer", "split_sentences", "strip_markers"]
 
 _GROUP = r"\[\s*\d+(?:\s*(?:,|-|–)\s*\d+)*\s*\]"
 MARKER_GROUP = re.compile(_GROUP)
 _TRAILING = re.compile(rf"(?:\s*{_GROUP})+")
-# A sentence ends at . ! ? (not inside a number like 3.5 or an abbreviation like e.g.), plus
-# any closing quotes or brackets and any marker groups that follow.
-_END = re.compile(
-    rf"(?<!\b[A-Za-z]\.[A-Za-z])(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)(?<!\bMr)(?<!\bDr)(?<!\bMs)"
-    rf"[.!?]+[\"'”’)\]]*(?:\s*{_GROUP})*(?=\s|$)"
-)
 
 
 @dataclass(frozen=True)
@@ -80,31 +76,22 @@ def strip_markers(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[tuple[str, int, int]]:
-    """(sentence, start, end) for each sentence of ``text``; trailing markers stay with it."""
+    """(sentence, start, end) for each sentence of ``text``; trailing markers stay with it.
+
+    The shared segmenter (:func:`ragtune.text.sentence_spans`, syntok) knows abbreviations,
+    initials and decimals, so "Orbix Inc. offers a two-year warranty [1]." is one claim with
+    its marker.
+    """
     spans: list[tuple[str, int, int]] = []
-    pos = 0
-    for match in _END.finditer(text):
-        end = match.end()
-        _add_span(text, pos, end, spans)
-        pos = end
-    _add_span(text, pos, len(text), spans)
-    # A marker group alone (the model put it on its own line) belongs to the sentence before.
-    merged: list[tuple[str, int, int]] = []
-    for sentence, start, end in spans:
-        if merged and _TRAILING.fullmatch(sentence):
-            _prev, prev_start, _ = merged[-1]
-            merged[-1] = (text[prev_start:end].strip(), prev_start, end)
+    for start, end in sentence_spans(text):
+        sentence = text[start:end]
+        # A marker group alone (the model put it on its own line) belongs to the sentence before.
+        if spans and _TRAILING.fullmatch(sentence):
+            _prev, prev_start, _ = spans[-1]
+            spans[-1] = (text[prev_start:end], prev_start, end)
         else:
-            merged.append((sentence, start, end))
-    return merged
-
-
-def _add_span(text: str, start: int, end: int, spans: list[tuple[str, int, int]]) -> None:
-    piece = text[start:end]
-    stripped = piece.strip()
-    if stripped:
-        offset = start + (len(piece) - len(piece.lstrip()))
-        spans.append((stripped, offset, offset + len(stripped)))
+            spans.append((sentence, start, end))
+    return spans
 
 
 def parse_answer(text: str, passage_count: int) -> list[ParsedSentence]:

@@ -48,6 +48,11 @@ def _print_report(report: Any, verb: str) -> None:
         f"{report.chunks_removed} removed in {report.seconds:.1f}s"
         + (f" (embedding {report.embed_seconds:.1f}s)" if report.embed_seconds else "")
     )
+    if report.sources_removed:
+        console.print(
+            f"{report.sources_removed} source(s) unlinked; a document stays while another "
+            "source holds the same text"
+        )
     if report.pii:
         found = ", ".join(f"{k} {v}" for k, v in sorted(report.pii.items()))
         console.print(f"personal data replaced: {found}")
@@ -123,7 +128,7 @@ def remove(
     index: Path = typer.Option(..., "--index", "-i", help="Index folder."),
     tenant: str | None = typer.Option(None, "--tenant", "-t"),
 ) -> None:
-    """Remove documents. If any key matches nothing, nothing is removed."""
+    """Remove sources (by path) or documents (by id). If any key matches nothing, nothing is removed."""
     from ragtune.indexing import remove_from_index
 
     report = remove_from_index(keys, index, tenant=tenant)

@@ -1,6 +1,7 @@
 """Index storage: embedders, the FAISS vectors, the BM25 index, the SQLite chunk table."""
 
 from ragtune.index.embedders import Embedder, SentenceTransformerEmbedder, resolve_embedder_path
+from ragtune.index.generation import IndexGeneration
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
 from ragtune.index.manifest import EmbedderInfo, Manifest
 from ragtune.index.store import IndexStore, IndexUpdate
@@ -9,6 +10,7 @@ from ragtune.index.vectors import VectorIndex, VectorIndexSpec
 __all__ = [
     "Embedder",
     "EmbedderInfo",
+    "IndexGeneration",
     "IndexStore",
     "IndexUpdate",
     "LexicalIndex",

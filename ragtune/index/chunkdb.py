@@ -86,6 +86,28 @@ class StoredDocument:
     sources: tuple[str, ...]
 
 
+_SOURCE_COLUMNS = "source, tenant, file, doc_id, modified_at, size"
+_SOURCES_OF_TENANT = f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE tenant = ?"
+_SOURCES_UNDER = f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE tenant = ? AND (file = ? OR (file >= ? AND file < ?))"
+_SOURCES_OF_FILE = f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE file = ? AND tenant = ?"
+_SOURCES_NAMED = (
+    f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE tenant = ? AND (source = ? OR file = ?)"
+)
+_DOCUMENTS_NAMED = (
+    "SELECT doc_id FROM documents WHERE tenant = ? AND "
+    "(doc_id = ? OR json_extract(metadata, '$.id') = ?)"
+)
+_LOOKUPS = {
+    "sources_of_file": _SOURCES_OF_FILE,
+    "sources_under": _SOURCES_UNDER,
+    "sources_named": _SOURCES_NAMED,
+}
+
+
+def _source_record(row: Sequence[Any]) -> SourceRecord:
+    return SourceRecord(row[0], _untenant(row[1]), row[2], row[3], row[4], row[5])
+
+
 def _tenant(value: str | None) -> str:
     return value or ""
 
@@ -251,37 +273,49 @@ class ChunkDB:
     # ---- reads --------------------------------------------------------------------------
 
     def sources(self, *, tenant: str | None = None, under: str | None = None) -> list[SourceRecord]:
-        """Sources of one tenant, optionally only files below a folder."""
-        query = (
-            "SELECT source, tenant, file, doc_id, modified_at, size FROM sources WHERE tenant = ?"
-        )
-        args: list[Any] = [_tenant(tenant)]
-        rows = self._db.execute(query, args).fetchall()
-        records = [SourceRecord(r[0], _untenant(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
-        if under is not None:
-            prefix = under.rstrip("/") + "/"
-            records = [r for r in records if r.file == under or r.file.startswith(prefix)]
-        return records
+        """Sources of one tenant, optionally only files below a folder (an indexed range)."""
+        if under is None:
+            rows = self._db.execute(_SOURCES_OF_TENANT, (_tenant(tenant),)).fetchall()
+        else:
+            folder = under.rstrip("/")
+            # Paths below "a/b" sort between "a/b/" and "a/b0" ("0" follows "/").
+            rows = self._db.execute(
+                _SOURCES_UNDER, (_tenant(tenant), folder, folder + "/", folder + "0")
+            ).fetchall()
+        return [_source_record(r) for r in rows]
+
+    def sources_of_file(self, file: str, *, tenant: str | None = None) -> list[SourceRecord]:
+        """The sources read from one file (one, or one per JSONL line); uses ``sources_file``."""
+        rows = self._db.execute(_SOURCES_OF_FILE, (file, _tenant(tenant))).fetchall()
+        return [_source_record(r) for r in rows]
+
+    def sources_named(self, key: str, *, tenant: str | None = None) -> list[SourceRecord]:
+        """Sources a user names by their source (``file#L3``) or file path."""
+        rows = self._db.execute(_SOURCES_NAMED, (_tenant(tenant), key, key)).fetchall()
+        return [_source_record(r) for r in rows]
+
+    def documents_named(self, key: str, *, tenant: str | None = None) -> list[str]:
+        """Documents a user names by their doc id or their own id (JSONL ``id``)."""
+        rows = self._db.execute(_DOCUMENTS_NAMED, (_tenant(tenant), key, key)).fetchall()
+        return sorted(r[0] for r in rows)
 
     def find_documents(self, key: str, *, tenant: str | None = None) -> list[str]:
         """Documents matching a doc id, a user-given id (JSONL ``id``), a source or a file path."""
-        t = _tenant(tenant)
-        found = {
-            r[0]
-            for r in self._db.execute(
-                "SELECT doc_id FROM documents WHERE tenant = ? AND "
-                "(doc_id = ? OR json_extract(metadata, '$.id') = ?)",
-                (t, key, key),
-            )
-        }
-        found |= {
-            r[0]
-            for r in self._db.execute(
-                "SELECT doc_id FROM sources WHERE tenant = ? AND (source = ? OR file = ?)",
-                (t, key, key),
-            )
-        }
+        found = set(self.documents_named(key, tenant=tenant))
+        found |= {r.doc_id for r in self.sources_named(key, tenant=tenant)}
         return sorted(found)
+
+    def query_plan(self, lookup: str) -> str:
+        """SQLite's plan for one of the store's named lookups (``sources_of_file`` ...), so a
+        test can check that it uses an index rather than scanning a table."""
+        sql = _LOOKUPS[lookup]
+        args = [""] * sql.count("?")
+        rows = self._db.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
+        return "\n".join(str(r[-1]) for r in rows)
+
+    def chunk_row_ids(self) -> dict[str, int]:
+        """Every chunk's id and its row id (the id its vectors are stored under)."""
+        return {r[0]: int(r[1]) for r in self._db.execute("SELECT chunk_id, id FROM chunks")}
 
     def chunks_of(self, doc_ids: Sequence[str]) -> list[int]:
         """Row ids of the documents' chunks, document by document, in text order."""

@@ -3,11 +3,21 @@
 BM25's statistics (document frequencies, average length) are global, so any change to the
 corpus changes every score: the lexical index is rebuilt from the chunk table on each update.
 That costs a tokenisation pass (about a second per 50k chunks), never an embedding pass.
+
+Tokens: words of two or more letters or digits, lower-cased, with the stop words and stemming
+of the spec (bm25s' own tokenizer). A clause in a script written without spaces (Chinese,
+Japanese, Thai...; :data:`ragtune.text.SPACELESS`) is one "word" to that rule, so no query
+ever matches it; the ``auto`` tokenizer (the default) cuts such runs into overlapping
+character bigrams instead, the unit CJK search engines index, and treats the rest as before:
+
+>>> tokenize(["退货需要三十天 Returns"], LexicalSpec(stemming=False))
+[['退货', '货需', '需要', '要三', '三十', '十天', 'returns']]
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from ragtune.errors import IndexCorruptError, IndexError_
+from ragtune.text import SPACELESS
 
-__all__ = ["LexicalIndex", "LexicalSpec"]
+__all__ = ["LexicalIndex", "LexicalSpec", "tokenize"]
 
 _IDS_FILE = "chunk_ids.npy"
 _SPEC_FILE = "spec.json"
@@ -32,13 +43,59 @@ class LexicalSpec:
     method: str = "lucene"
     stopwords: str = "english"
     stemming: bool = True
+    tokenizer: str = "auto"
+    """``auto``: character bigrams for scripts written without spaces, words for the rest;
+    ``words``: words only (what indexes built before the choice existed use)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LexicalSpec:
-        return cls(**data)
+        # An index written before the tokenizer was a choice was tokenised by words.
+        return cls(**{"tokenizer": "words", **data})
+
+
+_WORD_PATTERN = r"(?u)\b\w\w+\b"  # bm25s' default: what `words` has always used
+_TOKEN = re.compile(rf"(?P<spaceless>[{SPACELESS}]+)|(?P<word>(?:(?![{SPACELESS}])\w){{2,}})")
+
+
+def tokenize(texts: Sequence[str], spec: LexicalSpec, stemmer: Any = None) -> list[list[str]]:
+    """The BM25 tokens of each text, as the spec's tokenizer, stop words and stemming make them."""
+    if spec.tokenizer == "words":
+        return [list(t) for t in bm25s_tokenize(texts, spec, stemmer)]
+    stop = set(_stopwords(spec))
+    out: list[list[str]] = []
+    for text in texts:
+        tokens: list[str] = []
+        words: list[str] = []
+        for match in _TOKEN.finditer(text.lower()):
+            run = match.group("spaceless")
+            if run is None:
+                if match.group("word") not in stop:
+                    words.append(match.group("word"))
+                    tokens.append("")  # a place for the stemmed word, keeping the order
+                continue
+            tokens += [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+        stemmed = iter(stemmer.stemWords(words) if stemmer is not None and words else words)
+        out.append([token or next(stemmed) for token in tokens])
+    return out
+
+
+def bm25s_tokenize(texts: Sequence[str], spec: LexicalSpec, stemmer: Any) -> list[list[str]]:
+    """bm25s' own word tokenizer (the ``words`` choice)."""
+    import bm25s
+
+    return list(
+        bm25s.tokenize(
+            list(texts),
+            token_pattern=_WORD_PATTERN,
+            stopwords=_stopwords(spec),
+            stemmer=stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
+    )
 
 
 def _stemmer(spec: LexicalSpec) -> Any:
@@ -73,10 +130,7 @@ class LexicalIndex:
         stem = _stemmer(spec)
         bm25 = bm25s.BM25(k1=spec.k1, b=spec.b, method=spec.method)
         if texts:
-            tokens = bm25s.tokenize(
-                list(texts), stopwords=_stopwords(spec), stemmer=stem, show_progress=False
-            )
-            bm25.index(tokens, show_progress=False)
+            bm25.index(tokenize(texts, spec, stem), show_progress=False)
         return cls(bm25, np.asarray(list(chunk_ids), dtype=np.int64), spec)
 
     @classmethod
@@ -149,17 +203,9 @@ class LexicalIndex:
         return scores
 
     def _score(self, query: str) -> np.ndarray | None:
-        import bm25s
-
         if len(self._ids) == 0:
             return None
-        tokens = bm25s.tokenize(
-            [query],
-            stopwords=_stopwords(self.spec),
-            stemmer=self._stem,
-            return_ids=False,
-            show_progress=False,
-        )[0]
+        tokens = tokenize([query], self.spec, self._stem)[0]
         vocab = self._bm25.vocab_dict
         known = [t for t in tokens if t in vocab]
         if not known:
@@ -167,5 +213,7 @@ class LexicalIndex:
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
 
 
-def _stopwords(spec: LexicalSpec) -> str | list[str]:
-    return "english" if spec.stopwords == "english" else []
+def _stopwords(spec: LexicalSpec) -> list[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return list(STOPWORDS_EN) if spec.stopwords == "english" else []

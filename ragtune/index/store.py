@@ -20,6 +20,7 @@ import fcntl
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,18 +35,16 @@ from ragtune.errors import (
     IndexError_,
 )
 from ragtune.index.chunkdb import ChunkDB
+from ragtune.index.generation import BM25_FOLDER, FAISS_FILE, SQLITE_FILE, IndexGeneration
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
 from ragtune.index.manifest import MANIFEST, Manifest, fsync_dir
-from ragtune.index.units import chunk_rows, vector_ids
 from ragtune.index.vectors import VectorIndex, VectorIndexSpec
 from ragtune.types import Passage
 
 __all__ = ["IndexStore", "IndexUpdate"]
 
 _GEN = re.compile(r"^gen-(\d{6})$")
-_FAISS = "index.faiss"
-_SQLITE = "chunks.sqlite"
-_BM25 = "bm25"
+_FAISS, _SQLITE, _BM25 = FAISS_FILE, SQLITE_FILE, BM25_FOLDER
 
 
 class _Named(Protocol):
@@ -54,71 +53,50 @@ class _Named(Protocol):
 
 
 class IndexStore:
-    """A read-only view of one generation of an index.
+    """An index folder open for search, following its newest committed generation.
+
+    A writer commits by renaming ``manifest.json``. :meth:`snapshot` (what the retrievers
+    call at the start of each query) notices a new manifest with one ``stat`` call, opens the
+    generation it names in full and only then swaps it in under a lock; a query already
+    running finishes on the generation it started with. So a long-running server serves what
+    ``index add``/``remove``/``sync`` committed from its next query on, never a half-read
+    state. The other methods read the generation current at the time (no refresh).
 
     Satisfies the ``SearchIndex`` protocol of :mod:`ragtune.retrieve`.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        manifest: Manifest,
-        db: ChunkDB,
-        vectors: VectorIndex,
-        lexical: LexicalIndex,
-    ) -> None:
+    # A replaced generation is closed this long after it was replaced (at the next swap or
+    # at close()): queries holding it take milliseconds.
+    RETIRE_SECONDS = 60.0
+
+    def __init__(self, path: Path, generation: IndexGeneration) -> None:
         self.path = path
-        self.manifest = manifest
-        self.db = db
-        self.vectors = vectors
-        self.lexical = lexical
-        self._allowed_cache: dict[tuple[Any, ...], np.ndarray] = {}
-        # Chunk rows (ascending) and how many vectors each has, to map filters and scores
-        # between chunks and their sentence vectors.
-        self._rows, self._counts = db.vector_counts()
-        self._expanded: tuple[np.ndarray, np.ndarray] | None = None
+        self._current = generation
+        self._signature = _manifest_signature(path)
+        self._swap = threading.Lock()
+        self._retired: list[tuple[float, IndexGeneration]] = []
 
     @classmethod
     def open(cls, path: str | Path, *, embedder: str | None = None) -> IndexStore:
         """Open an index; ``embedder`` (a model name) must match the one it was built with."""
         folder = Path(path)
+        signature = _manifest_signature(folder)
         manifest = Manifest.read(folder)
         if embedder is not None and embedder.lower() != manifest.embedder.name.lower():
             raise EmbedderMismatchError(
                 f"{folder} was built with the embedder {manifest.embedder.name!r}, not {embedder!r}; "
                 "use the same embedder, or rebuild the index with the new one"
             )
-        gen = folder / manifest.generation
-        if not gen.is_dir():
-            raise IndexCorruptError(f"{gen} is missing; the index is damaged, rebuild it")
-        for name in (_FAISS, _SQLITE, _BM25):
-            if not (gen / name).exists():
-                raise IndexCorruptError(
-                    f"{gen / name} is missing; the index is damaged, rebuild it"
-                )
-        db = ChunkDB(gen / _SQLITE)
-        vectors = VectorIndex.load(gen / _FAISS, VectorIndexSpec.from_dict(manifest.vectors))
-        lexical = LexicalIndex.load(gen / _BM25)
-        store = cls(folder, manifest, db, vectors, lexical)
-        store._check_consistent()
+        store = cls(folder, IndexGeneration.open(folder, manifest))
+        store._signature = signature
         return store
 
-    def _check_consistent(self) -> None:
-        n_rows = len(self._rows)
-        n_vectors = int(self._counts.sum())
-        if self.vectors.dimension != self.manifest.embedder.dimension:
-            raise IndexCorruptError(
-                f"{self.path}: index.faiss has dimension {self.vectors.dimension} but the manifest's "
-                f"embedder has {self.manifest.embedder.dimension}; rebuild the index"
-            )
-        if len(self.vectors) != n_vectors or len(self.lexical) != n_rows:
-            raise IndexCorruptError(
-                f"{self.path}: {len(self.vectors)} vectors (expected {n_vectors}), "
-                f"{len(self.lexical)} BM25 entries and {n_rows} chunk rows disagree; rebuild the index"
-            )
-
     def close(self) -> None:
-        self.db.close()
+        with self._swap:
+            for _when, old in self._retired:
+                old.close()
+            self._retired.clear()
+            self._current.close()
 
     def __enter__(self) -> IndexStore:
         return self
@@ -126,86 +104,117 @@ class IndexStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- the SearchIndex protocol ----------------------------------------------------------
+    # ---- following commits -------------------------------------------------------------------
+
+    def snapshot(self) -> IndexGeneration:
+        """The newest committed generation, for every call of one query."""
+        signature = _manifest_signature(self.path)
+        if signature != self._signature and self._swap.acquire(blocking=False):
+            # Another thread already loading the new generation: serve the current one.
+            try:
+                self._follow(signature)
+            finally:
+                self._swap.release()
+        return self._current
+
+    def _follow(self, signature: tuple[int, int, int] | None) -> None:
+        if signature is None:
+            return  # the manifest is being replaced (or the folder went away): keep serving
+        try:
+            manifest = Manifest.read(self.path)
+            if manifest.generation != self._current.manifest.generation:
+                if manifest.embedder.name.lower() != self.embedder_name.lower():
+                    raise EmbedderMismatchError(
+                        f"{self.path} was rebuilt with the embedder {manifest.embedder.name!r}; "
+                        f"this process embeds queries with {self.embedder_name!r}. Restart it "
+                        "with a config for the new embedder"
+                    )
+                fresh = IndexGeneration.open(self.path, manifest)
+                now = time.monotonic()
+                self._retired.append((now, self._current))
+                self._current = fresh  # one reference swap: readers see old or new, whole
+                self._close_retired(now - self.RETIRE_SECONDS)
+        except IndexCorruptError:
+            return  # swept by a newer commit meanwhile: the next query tries again
+        self._signature = signature
+
+    def _close_retired(self, before: float) -> None:
+        keep = []
+        for when, old in self._retired:
+            if when < before:
+                old.close()
+            else:
+                keep.append((when, old))
+        self._retired = keep
+
+    # ---- the current generation's parts -----------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._current.manifest
+
+    @property
+    def db(self) -> ChunkDB:
+        return self._current.db
+
+    @property
+    def vectors(self) -> VectorIndex:
+        return self._current.vectors
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        return self._current.lexical
 
     @property
     def embedder_name(self) -> str:
-        return self.manifest.embedder.name
+        return self._current.embedder_name
 
     @property
     def title_in_text(self) -> bool:
-        return bool(self.manifest.chunking.get("title_in_text", False))
+        return self._current.title_in_text
 
     def allowed_ids(
         self, *, tenant: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> np.ndarray | None:
         """Ids a filtered query may see, or ``None`` when nothing is filtered."""
-        if tenant is None and not metadata:
-            return None
-        key = (tenant, tuple(sorted((metadata or {}).items())))
-        if key not in self._allowed_cache:
-            self._allowed_cache[key] = self.db.chunk_ids(tenant=tenant, metadata=metadata)
-        return self._allowed_cache[key]
+        return self._current.allowed_ids(tenant=tenant, metadata=metadata)
 
     def search_dense(
         self, query_vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` chunks by their best vector (max-sim over a chunk's sentences)."""
-        allowed_vectors = self._vectors_of_allowed(allowed)
-        depth = k * 4 + 16
-        while True:
-            ids, scores = self.vectors.search(query_vector, depth, allowed=allowed_vectors)
-            rows = chunk_rows(ids)
-            _, first = np.unique(rows, return_index=True)
-            keep = np.sort(first)  # hits are best first, so a chunk's first hit is its best
-            if len(keep) >= k or len(ids) < depth:
-                return rows[keep][:k], scores[keep][:k]
-            depth *= 4
+        return self._current.search_dense(query_vector, k, allowed=allowed)
 
     def search_lexical(
         self, query: str, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.lexical.search(query, k, allowed=allowed)
+        return self._current.search_lexical(query, k, allowed=allowed)
 
     def dense_scores(self, query_vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Each chunk's best cosine with the query over its vectors."""
-        if len(ids) == 0:
-            return np.zeros(0, dtype=np.float32)
-        counts = self._counts_of(ids)
-        scores = self.vectors.scores(query_vector, vector_ids(ids, counts))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return np.maximum.reduceat(scores, starts).astype(np.float32)
-
-    def _counts_of(self, rows: np.ndarray) -> np.ndarray:
-        positions = np.searchsorted(self._rows, rows)
-        positions = np.clip(positions, 0, max(len(self._rows) - 1, 0))
-        if len(self._rows) == 0 or not np.array_equal(self._rows[positions], rows):
-            raise IndexCorruptError(f"{self.path}: a chunk id has no row; rebuild the index")
-        return self._counts[positions]
-
-    def _vectors_of_allowed(self, allowed: np.ndarray | None) -> np.ndarray | None:
-        """Vector ids of the allowed chunks; the last expansion is kept (filters repeat)."""
-        if allowed is None:
-            return None
-        if self._expanded is not None and self._expanded[0] is allowed:
-            return self._expanded[1]
-        expanded = vector_ids(allowed, self._counts_of(allowed)) if len(allowed) else allowed
-        self._expanded = (allowed, expanded)
-        return expanded
+        return self._current.dense_scores(query_vector, ids)
 
     def lexical_scores(self, query: str, ids: np.ndarray) -> np.ndarray:
-        return self.lexical.scores(query, ids)
+        return self._current.lexical_scores(query, ids)
 
     def passages(
         self, ids: np.ndarray | list[int], scores: np.ndarray | list[float]
     ) -> list[Passage]:
-        return self.db.passages([int(i) for i in ids], [float(s) for s in scores])
+        return self._current.passages(ids, scores)
 
     def document_passages(self, key: str, *, tenant: str | None = None) -> list[Passage]:
         """Every chunk of the documents ``key`` names (a JSONL ``id``, a doc id, a source or a
         file path), in text order; empty when the index holds none."""
-        rows = self.db.chunks_of(self.db.find_documents(key, tenant=tenant))
-        return self.passages(rows, [1.0] * len(rows))
+        return self._current.document_passages(key, tenant=tenant)
+
+
+def _manifest_signature(folder: Path) -> tuple[int, int, int] | None:
+    """What changes when a writer renames a new manifest into place (None while missing)."""
+    try:
+        stat = os.stat(folder / MANIFEST)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 class IndexUpdate:

@@ -11,9 +11,9 @@ hit maps back to its chunk with a shift, and FAISS needs no extra table.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
+
+from ragtune.text import split_sentences as sentences_of
 
 __all__ = [
     "MAX_UNITS",
@@ -27,16 +27,16 @@ _SHIFT = 12
 MAX_UNITS = (1 << _SHIFT) - 1
 _MIN_CHARS = 16  # shorter pieces (headings, "Yes.") join the next sentence
 
-_BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)]|#)\s)")
-
 
 def split_sentences(text: str) -> list[str]:
     """Split prose into sentences (and paragraphs, list items); tiny pieces join the next.
 
-    >>> split_sentences("# Returns\\n\\nItems go back within 30 days. Refunds take 5 days.")
-    ['# Returns Items go back within 30 days.', 'Refunds take 5 days.']
+    Sentences are those of the shared segmenter (:func:`ragtune.text.sentence_spans`).
+
+    >>> split_sentences("# Returns\\n\\nItems go back within approx. 30 days. Refunds take 5 days.")
+    ['# Returns Items go back within approx. 30 days.', 'Refunds take 5 days.']
     """
-    pieces = [p.strip() for p in _BOUNDARY.split(text) if p and p.strip()]
+    pieces = sentences_of(text)
     merged: list[str] = []
     carry = ""
     for piece in pieces:

@@ -1,8 +1,12 @@
 """The FAISS part of an index: ID-mapped inner-product search over unit vectors (cosine).
 
 Ids are the SQLite chunk row ids, so a hit maps straight to its chunk. Filtering (tenant,
-metadata) passes an id selector to FAISS, so a filtered query is exact, not a post-filter that
-can come back short.
+metadata) passes an id selector to FAISS rather than filtering afterwards. On the approximate
+kinds that alone can still come back short: IVF-PQ only looks in ``nprobe`` of its lists, and
+HNSW only walks part of its graph, so a small tenant's vectors may lie where the search never
+goes. Whenever a search returns fewer than ``k`` hits while the filter allows ``k`` vectors,
+it is repeated exhaustively (every IVF list; every allowed vector for HNSW), so a filtered
+query fills ``k`` whenever the tenant has ``k`` chunks, on every index kind.
 """
 
 from __future__ import annotations
@@ -161,20 +165,45 @@ class VectorIndex:
     def search(
         self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` ids and cosine scores for one query; ``allowed`` restricts the ids."""
-        faiss = _faiss()
-        if len(self) == 0 or k <= 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        """Top ``k`` ids and cosine scores for one query; ``allowed`` restricts the ids.
+
+        Returns ``min(k, number of allowed vectors)`` hits on every index kind.
+        """
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if len(self) == 0 or k <= 0 or (allowed is not None and len(allowed) == 0):
+            return empty
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        if allowed is None:
-            scores, ids = self._index.search(q, min(k, len(self)))
+        available = len(self) if allowed is None else len(allowed)
+        ids, scores = self._search(q, min(k, available), allowed, exhaustive=False)
+        if len(ids) < min(k, available) and self.spec.kind != "flat":
+            ids, scores = self._search(q, min(k, available), allowed, exhaustive=True)
+        return ids, scores
+
+    def _search(
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None, *, exhaustive: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if exhaustive and self.spec.kind == "hnsw":
+            return self._exact(q, k, self.ids() if allowed is None else allowed)
+        faiss = _faiss()
+        selector = (
+            faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
+            if allowed is not None
+            else None
+        )
+        if selector is None and not exhaustive:
+            scores, ids = self._index.search(q, k)
         else:
-            if len(allowed) == 0:
-                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-            params = self._search_params(faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
-            scores, ids = self._index.search(q, min(k, len(allowed)), params=params)
+            params = self._search_params(selector, exhaustive=exhaustive)
+            scores, ids = self._index.search(q, k, params=params)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    def _exact(self, q: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over the stored vectors of ``ids`` (HNSW keeps them exactly)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = self._index.reconstruct_batch(ids) @ q[0]
+        top = np.argsort(-scores, kind="stable")[:k]
+        return ids[top], scores[top].astype(np.float32)
 
     def scores(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Exact cosine between the query and the stored vectors of ``ids``."""
@@ -183,12 +212,13 @@ class VectorIndex:
         stored = np.vstack([self._index.reconstruct(int(i)) for i in ids])
         return (stored @ query.astype(np.float32)).astype(np.float32)
 
-    def _search_params(self, selector: Any) -> Any:
+    def _search_params(self, selector: Any, *, exhaustive: bool = False) -> Any:
         faiss = _faiss()
         if self.spec.kind == "hnsw":
             return faiss.SearchParametersHNSW(sel=selector, efSearch=self.spec.ef_search)
         if self.spec.kind == "ivf-pq":
-            return faiss.SearchParametersIVF(sel=selector, nprobe=self.spec.nprobe)
+            nprobe = self.spec.nlist if exhaustive else self.spec.nprobe
+            return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         return faiss.SearchParameters(sel=selector)
 
     def _apply_search_params(self) -> None:

@@ -6,7 +6,15 @@
 """
 
 from ragtune.ingest.chunking import ChunkedDocument, Chunker, TokenCounter, token_counter_for
-from ragtune.ingest.loaders import SUPPORTED_SUFFIXES, Discovery, LoadResult, discover, load
+from ragtune.ingest.loaders import (
+    SUPPORTED_SUFFIXES,
+    Discovery,
+    LoadResult,
+    canonical_path,
+    canonical_source,
+    discover,
+    load,
+)
 from ragtune.ingest.pii import PII_KINDS, Edit, ScrubResult, scrub
 
 __all__ = [
@@ -19,6 +27,8 @@ __all__ = [
     "LoadResult",
     "ScrubResult",
     "TokenCounter",
+    "canonical_path",
+    "canonical_source",
     "discover",
     "load",
     "scrub",

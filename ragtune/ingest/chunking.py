@@ -6,9 +6,9 @@ then line breaks, then sentence ends, then spaces (LangChain's recursive splitte
 Consecutive chunks share up to ``overlap_tokens`` tokens of whole words, across paragraph
 breaks too.
 
-Every chunk records the character span of the original document it came from, so a
-citation can point at the exact text, even when the chunk's own text had personal data
-replaced by placeholders.
+Every chunk records the character span of the document as read (the file's characters) it
+came from, so a citation can point at the exact text, even when the chunk's own text had
+personal data replaced by placeholders or its line ends normalised.
 
 Example::
 
@@ -16,7 +16,7 @@ Example::
     chunker = Chunker(counter, chunk_tokens=220, overlap_tokens=32)
     result = chunker.split(document, doc_id="d41d8cd9", scrub=True)
     for chunk in result.chunks:
-        cited = document.text[chunk.start : chunk.end]  # the original span, PII and all
+        cited = text_as_read[chunk.start : chunk.end]  # the original span, PII and all
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ragtune.ingest.line_ends import to_source
 from ragtune.ingest.pii import ScrubResult
 from ragtune.ingest.pii import scrub as scrub_pii
 from ragtune.types import Chunk, Document
@@ -134,16 +135,21 @@ class Chunker:
 
         With ``scrub=True`` personal data is replaced in the whole text first (so an item
         is never cut in two and missed), the scrubbed text is split, and each chunk's
-        ``start``/``end`` are mapped back to the original text.
+        ``start``/``end`` are mapped back to the original text, and through the document's
+        ``edits`` (normalised line ends) to the text as read.
         """
         scrubbed: ScrubResult | None = scrub_pii(doc.text) if scrub else None
         text = scrubbed.text if scrubbed is not None else doc.text
+        line_starts = [edit.start for edit in doc.edits]
         chunks: list[Chunk] = []
         for ordinal, (start, end) in enumerate(self.spans(text)):
             piece = text[start:end]
             if scrubbed is not None:
                 start = scrubbed.to_source(start, is_end=False)
                 end = scrubbed.to_source(end, is_end=True)
+            if doc.edits:  # from the normalised line ends back to the text as read
+                start = to_source(doc.edits, start, is_end=False, starts=line_starts)
+                end = to_source(doc.edits, end, is_end=True, starts=line_starts)
             chunks.append(
                 Chunk(
                     chunk_id=f"{doc_id}:{ordinal}",

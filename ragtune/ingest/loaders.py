@@ -31,9 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.errors import IngestError
+from ragtune.ingest.line_ends import normalise_line_ends
 from ragtune.types import Document, SkippedSource
 
-__all__ = ["SUPPORTED_SUFFIXES", "Discovery", "LoadResult", "discover", "load"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Discovery",
+    "LoadResult",
+    "canonical_path",
+    "canonical_source",
+    "discover",
+    "load",
+]
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
 """File types :func:`load` reads (compared case-insensitively)."""
@@ -62,6 +71,31 @@ class LoadResult:
 
     documents: tuple[Document, ...]
     skipped: tuple[SkippedSource, ...]
+
+
+def canonical_path(path: str | Path) -> Path:
+    """The one name a file goes by in an index: absolute, with every folder symlink resolved.
+
+    Build, add, remove and sync all name files this way, so a folder reached through a
+    symlink (``handbook -> real/``) is the same folder every time. The file's own name is
+    kept (a symlinked file inside a folder is known by its place in that folder), and the
+    path need not exist: a deleted file still has its canonical name.
+
+    >>> canonical_path("/tmp/../tmp/a.txt").as_posix()  # doctest: +SKIP
+    '/tmp/a.txt'
+    """
+    absolute = Path(os.path.abspath(os.path.expanduser(path)))
+    if absolute.is_dir():
+        return Path(os.path.realpath(absolute))
+    return Path(os.path.realpath(absolute.parent)) / absolute.name
+
+
+def canonical_source(key: str) -> str:
+    """A source key (``path`` or ``path#L3`` of a JSONL line) with its path made canonical."""
+    path, mark, line = key.rpartition("#L")
+    if mark and line.isdigit() and path:
+        return f"{canonical_path(path)}#L{line}"
+    return str(canonical_path(key))
 
 
 def _unsupported(path: Path) -> str:
@@ -108,7 +142,7 @@ def discover(sources: Sequence[str | Path]) -> Discovery:
 
     Hidden files and folders (names starting with ``.``) inside a folder are left out
     silently; files of an unsupported type are listed in ``skipped`` with the reason.
-    Each file appears once, as an absolute path, even when several sources name it.
+    Each file appears once, by its :func:`canonical_path`, even when several sources name it.
 
     Raises:
         IngestError: a source does not exist, or a pattern matches nothing.
@@ -117,7 +151,7 @@ def discover(sources: Sequence[str | Path]) -> Discovery:
     skipped: dict[Path, SkippedSource] = {}
     for source in sources:
         for path in _expand(str(source)):
-            absolute = Path(os.path.abspath(path))
+            absolute = canonical_path(path)
             if absolute.suffix.lower() in SUPPORTED_SUFFIXES:
                 files.setdefault(absolute)
             elif absolute not in skipped:
@@ -153,7 +187,8 @@ def _decode(path: Path, data: bytes) -> str | SkippedSource:
         return SkippedSource(str(path), problem)
     try:
         # Decoding the bytes ourselves (no universal newlines) keeps "\r\n" as it is in the
-        # file, so character offsets line up with what an editor shows.
+        # file; the document's line ends are normalised with a record of each change, so
+        # chunk offsets still line up with the file's characters.
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         bad = data[error.start : error.start + 1].hex()
@@ -272,13 +307,11 @@ def _load_text(path: Path, data: bytes, mtime: float) -> LoadResult:
         extracted = _html_to_text(text)
         text, title = extracted.text, extracted.title
     elif suffix != ".txt":
-        title = _markdown_title(text)
+        title = _markdown_title(normalise_line_ends(text)[0])
     if not text.strip():
         what = "no text outside the markup" if suffix in _HTML_SUFFIXES else "only whitespace"
         return _skip(path, f"{what}; add content or remove the file from the sources")
-    document = Document(
-        doc_id="", text=text, source=str(path), title=title or path.stem, modified_at=mtime
-    )
+    document = _document(text, source=str(path), title=title or path.stem, modified_at=mtime)
     return LoadResult((document,), ())
 
 
@@ -305,9 +338,8 @@ def _load_pdf(path: Path, data: bytes, mtime: float) -> LoadResult:
             path,
             "the PDF has no text layer (scanned pages?); run OCR first, e.g. `ocrmypdf IN OUT`",
         )
-    document = Document(
-        doc_id="",
-        text=text,
+    document = _document(
+        text,
         source=str(path),
         title=title.strip() if isinstance(title, str) and title.strip() else path.stem,
         modified_at=mtime,
@@ -337,9 +369,8 @@ def _jsonl_record(path: Path, lineno: int, line: str, mtime: float) -> Document 
     if "id" in record:
         metadata["id"] = record["id"]  # the store assigns doc_id; the user's id rides along
     title = record.get("title")
-    return Document(
-        doc_id="",
-        text=text,
+    return _document(
+        text,
         source=f"{path}#L{lineno}",
         title=title.strip() if isinstance(title, str) and title.strip() else path.stem,
         metadata=metadata,
@@ -367,6 +398,27 @@ def _load_jsonl(path: Path, data: bytes, mtime: float) -> LoadResult:
     return LoadResult(tuple(documents), tuple(skipped))
 
 
+def _document(
+    text: str,
+    *,
+    source: str,
+    title: str,
+    modified_at: float,
+    metadata: dict[str, Any] | None = None,
+) -> Document:
+    """A document with its line ends normalised and the edits that map offsets back."""
+    normalised, edits = normalise_line_ends(text)
+    return Document(
+        doc_id="",
+        text=normalised,
+        source=source,
+        title=title,
+        metadata=metadata or {},
+        modified_at=modified_at,
+        edits=edits,
+    )
+
+
 def _skip(path: Path, reason: str) -> LoadResult:
     return LoadResult((), (SkippedSource(str(path), reason),))
 
@@ -379,7 +431,7 @@ def load(path: Path) -> LoadResult:
     document per line (a bad line is skipped alone). A file that cannot be used comes back
     in ``skipped`` with a reason that names the problem and the fix.
     """
-    path = Path(os.path.abspath(path))
+    path = canonical_path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
         return _skip(path, "a folder, not a file; pass it to discover() to list its files")

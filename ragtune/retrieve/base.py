@@ -60,7 +60,15 @@ class Retriever(Protocol):
 
 
 class SearchIndex(Protocol):
-    """The searches an index offers (implemented by :class:`ragtune.index.IndexStore`)."""
+    """The searches an index offers (implemented by :class:`ragtune.index.IndexStore`).
+
+    A retriever calls :meth:`snapshot` once per query and makes every other call on what it
+    returns, so one query reads one committed state of an index that may change meanwhile.
+    """
+
+    def snapshot(self) -> SearchIndex:
+        """A view of the index as committed now, unchanged for as long as it is used."""
+        ...
 
     @property
     def embedder_name(self) -> str: ...

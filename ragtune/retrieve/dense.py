@@ -33,6 +33,7 @@ class DenseRetriever:
         metadata: Mapping[str, Any] | None = None,
     ) -> list[Passage]:
         query = check_query(query, k)
-        allowed = self.index.allowed_ids(tenant=tenant, metadata=metadata)
-        ids, scores = self.index.search_dense(self.embedder.embed_query(query), k, allowed=allowed)
-        return self.index.passages(ids, scores)
+        index = self.index.snapshot()  # one committed state for the whole query
+        allowed = index.allowed_ids(tenant=tenant, metadata=metadata)
+        ids, scores = index.search_dense(self.embedder.embed_query(query), k, allowed=allowed)
+        return index.passages(ids, scores)

@@ -71,11 +71,12 @@ class HybridRetriever:
         metadata: Mapping[str, Any] | None = None,
     ) -> list[Passage]:
         query = check_query(query, k)
-        allowed = self.index.allowed_ids(tenant=tenant, metadata=metadata)
+        index = self.index.snapshot()  # one committed state for the whole query
+        allowed = index.allowed_ids(tenant=tenant, metadata=metadata)
         depth = max(k, self.candidates)
         query_vector = self.embedder.embed_query(query)
-        dense = self.index.search_dense(query_vector, depth, allowed=allowed)
-        lexical = self.index.search_lexical(query, depth, allowed=allowed)
+        dense = index.search_dense(query_vector, depth, allowed=allowed)
+        lexical = index.search_lexical(query, depth, allowed=allowed)
         if self.fusion == "rrf":
             ids, scores = reciprocal_rank_fusion([dense, lexical], self.weights, k=self.rrf_k)
         else:
@@ -84,8 +85,8 @@ class HybridRetriever:
             candidates = np.unique(np.concatenate([dense[0], lexical[0]]))
             ids, scores = convex_fusion(
                 candidates,
-                self.index.dense_scores(query_vector, candidates),
-                self.index.lexical_scores(query, candidates),
+                index.dense_scores(query_vector, candidates),
+                index.lexical_scores(query, candidates),
                 self.weights,
             )
-        return self.index.passages(ids[:k], scores[:k])
+        return index.passages(ids[:k], scores[:k])

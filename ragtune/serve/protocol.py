@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ragtune.text import sentence_spans
 from ragtune.types import Answer
 
 __all__ = [
@@ -217,8 +218,13 @@ def final_chunk(
 
 
 def text_pieces(text: str) -> list[str]:
-    """The answer in sentence-sized pieces for streaming; joined they give ``text`` back."""
-    pieces = re.findall(r".+?(?:[.!?](?:\s*\[\d+\])*\s+|$)", text, flags=re.S)
+    """The answer in sentence-sized pieces for streaming; joined they give ``text`` back.
+
+    Sentences are the shared segmenter's (:func:`ragtune.text.sentence_spans`); each piece
+    runs to the next sentence's start, so the spaces between stay in the text.
+    """
+    cuts = [start for start, _end in sentence_spans(text)][1:]
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     return [p for p in pieces if p] or ([text] if text else [])
 
 

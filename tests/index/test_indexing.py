@@ -23,8 +23,7 @@ from ragtune.indexing import (
 def _chunk_rows(index: Path) -> dict[str, int]:
     """chunk_id -> FAISS/SQLite row id."""
     with IndexStore.open(index) as store:
-        rows = store.db._db.execute("SELECT chunk_id, id FROM chunks").fetchall()
-    return dict(rows)
+        return store.db.chunk_row_ids()
 
 
 def _titles(index: Path) -> set[str]:

@@ -141,10 +141,15 @@ def test_supported_suffixes() -> None:
 
 
 def test_txt_keeps_the_characters_exactly(tmp_path: Path) -> None:
+    from ragtune.ingest.line_ends import to_source
+
     text = "Line one\r\nLine two\rthree\n\n  indented\tтекст ✓\n"
     path = write(tmp_path / "notes.txt", text)
     document = only_document(load(path))
-    assert document.text == text
+    # Every character but the line ends, which are normalised with a record of each change.
+    assert document.text == "Line one\nLine two\nthree\n\n  indented\tтекст ✓\n"
+    found = document.text.index("three")
+    assert to_source(document.edits, found, is_end=False) == text.index("three")
     assert document.source == str(path)
     assert document.title == "notes"
     assert document.doc_id == ""

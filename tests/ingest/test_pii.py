@@ -191,3 +191,87 @@ def test_empty_text() -> None:
     result = scrub("")
     assert (result.text, dict(result.counts), result.edits) == ("", {}, ())
     assert result.to_source(0, is_end=True) == 0
+
+
+# --- issue 14, item 8: the common written forms of each kind ----------------------------
+
+WRITTEN_FORMS = [
+    ("reachable on 415 555 0142", "reachable on [PHONE]"),  # the reported case: spaces
+    ("call 415.555.0142 today", "call [PHONE] today"),
+    ("call 4155550142 today", "call [PHONE] today"),
+    ("from abroad: 0044 20 7946 0958", "from abroad: [PHONE]"),
+    ("from the US: 011 44 20 7946 0958", "from the US: [PHONE]"),
+    ("London office 020 7946 0958", "London office [PHONE]"),
+    ("Berlin +49 30 901820", "Berlin [PHONE]"),
+    ("电话4155550142", "电话[PHONE]"),  # text in another script directly before
+    ("請致電+81 3-1234-5678。", "請致電[PHONE]。"),
+    ("тел.4155550142", "тел.[PHONE]"),
+    ("邮箱ana@example.org请联系", "邮箱[EMAIL]请联系"),  # ... and directly after
+    ("write to josé.núñez@correo.es", "write to [EMAIL]"),  # an accented local part
+    ("müller@bücher.de.", "[EMAIL]."),
+    ("карта4111111111111111", "карта[CARD]"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), WRITTEN_FORMS)
+def test_common_written_forms_are_scrubbed(text: str, expected: str) -> None:
+    assert scrub(text).text == expected
+
+
+@pytest.mark.parametrize("text", ["SKU4155550142", "call 555-0142", "version 4.15.555.0142"])
+def test_codes_and_short_local_numbers_are_not_phones(text: str) -> None:
+    assert scrub(text).text == text
+
+
+# --- issue 14, item 9: a card needs an issuer's prefix and one of its lengths -----------
+
+
+def _luhn_valid(prefix: str, length: int) -> str:
+    """``prefix`` padded with zeros to ``length`` digits, the last one the Luhn check digit."""
+    body = prefix.ljust(length - 1, "0")
+    for check in "0123456789":
+        if _luhn_ok(body + check):
+            return body + check
+    raise AssertionError("unreachable")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for position, ch in enumerate(reversed(digits)):
+        value = int(ch) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        _luhn_valid("17000000123", 13),  # a millisecond timestamp
+        _luhn_valid("978306406", 13),  # a 978-prefixed catalogue number
+        _luhn_valid("9400111899", 16),  # a 16-digit tracking reference
+        # A second instance of the kind: issuer prefixes at lengths the issuer never uses.
+        _luhn_valid("4111", 14),  # Visa issues 13, 16 and 19 digits
+        _luhn_valid("5500", 17),  # Mastercard issues 16
+        _luhn_valid("3782", 16),  # American Express issues 15
+    ],
+)
+def test_luhn_valid_numbers_without_an_issuer_are_not_cards(number: str) -> None:
+    assert _luhn_ok(number)
+    text = f"Reference {number} attached."
+    assert scrub(text).text == text
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        _luhn_valid("4000", 16),  # Visa
+        _luhn_valid("4000", 13),
+        _luhn_valid("2221", 16),  # Mastercard's 2-series
+        _luhn_valid("6011", 16),  # Discover
+        _luhn_valid("3530", 16),  # JCB
+        _luhn_valid("6200", 19),  # UnionPay
+        _luhn_valid("3000", 14),  # Diners Club
+    ],
+)
+def test_numbers_in_an_issuer_range_and_length_are_cards(number: str) -> None:
+    assert scrub(f"Card {number} on file.").text == "Card [CARD] on file."

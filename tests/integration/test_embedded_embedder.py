@@ -49,6 +49,6 @@ def test_semantic_questions_find_the_right_document(acme_index, question, expect
 def test_no_personal_data_reaches_the_index(acme_index):
     index, _ = acme_index
     with IndexStore.open(index) as store:
-        texts = " ".join(t for (t,) in store.db._db.execute("SELECT text FROM chunks"))
+        texts = " ".join(store.db.all_chunk_texts(with_title=False)[1])
     assert "privacy.officer@brightwater.example" not in texts and "7946" not in texts
     assert "[EMAIL]" in texts and "[PHONE]" in texts
