@@ -7,18 +7,11 @@ stage uses it; :mod:`ragtune.config` validates a YAML section against it (pydant
 bounds) and only assembles. :func:`check_bounds`, called from each dataclass's
 ``__post_init__``, applies the same bounds when a settings object is made in Python.
 
->>> from dataclasses import dataclass
->>> from typing import Annotated
->>> from annotated_types import Ge
->>> @dataclass(frozen=True)
-... class Batching:
-...     size: Annotated[int, Ge(1)] = 8
-...     def __post_init__(self) -> None:
-...         check_bounds(self)
->>> Batching(0)
+>>> from ragtune.generate.decoding import DecodeSettings
+>>> DecodeSettings(max_new_tokens=0, top_p=2.0)
 Traceback (most recent call last):
 ...
-ValueError: size must be >= 1, got 0
+ValueError: max_new_tokens must be >= 1, got 0; top_p must be <= 1.0, got 2.0
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ Stage packages do not import each other; what they must agree on about text live
 :mod:`ragtune.types` and :mod:`ragtune.errors`.
 
 Content terms are what a question asks about: its words, lower-cased, without English stop
-words (bm25s's list, the one the BM25 index uses) and stemmed with the Snowball stemmer
-(PyStemmer), so "founded" and "founding" meet. bm25s and PyStemmer load on first use.
+words (bm25s's list, the one the BM25 index uses, and the question words) and stemmed with the
+Snowball stemmer (PyStemmer), so "founded" and "founding" meet. bm25s and PyStemmer load on
+first use.
 
 >>> sorted(content_terms("When was the university founded?"))
-['found', 'univers']
+['found', 'universiti']
 """
 
 from __future__ import annotations
@@ -140,4 +141,7 @@ def _term_tools() -> tuple[frozenset[str], Any]:
     from bm25s.stopwords import STOPWORDS_EN
 
     stemmer = Stemmer.Stemmer("english")
-    return frozenset(STOPWORDS_EN), stemmer.stemWords
+    return frozenset(STOPWORDS_EN) | _QUESTION_WORDS, stemmer.stemWords
+
+
+_QUESTION_WORDS = frozenset("what when where which who whom whose why how".split())

@@ -6,7 +6,7 @@ import threading
 
 from ragtune.index import IndexStore
 from ragtune.indexing import add_to_index, build_index, remove_from_index
-from ragtune.retrieve import DenseRetriever, HybridRetriever, LexicalRetriever
+from ragtune.retrieve import DenseRetriever, FusionSettings, HybridRetriever, LexicalRetriever
 
 
 def test_a_served_index_stops_returning_a_removed_document(
@@ -48,7 +48,7 @@ def test_a_query_reads_one_generation_while_writers_commit(corpus, tmp_path, tin
     done = threading.Event()
 
     with IndexStore.open(out) as served:
-        retriever = HybridRetriever(served, tiny_embedder, candidates=8)
+        retriever = HybridRetriever(served, tiny_embedder, FusionSettings(candidates=8))
 
         def ask() -> None:
             try:
