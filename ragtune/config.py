@@ -29,6 +29,10 @@ from ragtune.generate.generator import GeneratorSettings
 from ragtune.generate.models import ModelSettings
 from ragtune.generate.pool import PoolSettings
 from ragtune.guard.topics import DeniedTopic
+from ragtune.index.embedders import EmbedderSettings
+from ragtune.index.lexical import LexicalSpec
+from ragtune.index.vectors import FlatSpec, HNSWSpec, IVFPQSpec, VectorIndexSpec
+from ragtune.ingest.chunking import ChunkingSettings, IngestSettings
 from ragtune.policy import (
     AbstainPolicy,
     AdapterDefaults,
@@ -57,8 +61,6 @@ from ragtune.yaml_loading import explain_yaml_booleans, load_yaml
 if TYPE_CHECKING:
     from ragtune.generate.generator import HFGenerator
     from ragtune.index.embedders import SentenceTransformerEmbedder
-    from ragtune.index.lexical import LexicalSpec
-    from ragtune.index.vectors import VectorIndexSpec
     from ragtune.indexing import BuildSettings
     from ragtune.retrieve import DenseRetriever, HybridRetriever, LexicalRetriever
     from ragtune.retrieve.base import QueryEmbedder, SearchIndex
@@ -105,126 +107,60 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EmbedderConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class EmbedderConfig(EmbedderSettings):
     """A sentence-transformers embedding model."""
 
     type: Literal["sentence-transformers"] = "sentence-transformers"
-    model: str = Field(
-        "all-minilm-l6-v2",
-        description="'all-minilm-l6-v2' (embedded, offline) or a local sentence-transformers folder.",
-    )
-    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch",
-        description="torch; onnx (fp32) or onnx-int8 (dynamic int8) need `pip install ragtune[onnx]`.",
-    )
-    batch_size: int = Field(64, ge=1, le=4096)
-    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    cache_dir: Path | None = Field(
-        None, description="Where ONNX exports are kept; default ~/.cache/ragtune/onnx."
-    )
-    query_backend: Literal["auto", "same", "torch", "onnx"] = Field(
-        "auto",
-        description="single queries: auto = ONNX fp32 on the CPU when onnxruntime is installed "
-        "(same vectors as torch, 2-3x faster for one short text); same = the backend above",
-    )
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
     def build(self) -> SentenceTransformerEmbedder:
         from ragtune.index.embedders import SentenceTransformerEmbedder
 
+        settings = pick(EmbedderSettings, self)
         return SentenceTransformerEmbedder(
-            self.model,
-            backend=self.backend,
-            query_backend=self.query_backend,
-            batch_size=self.batch_size,
-            device=self.device,
-            cache_dir=self.cache_dir,
+            settings.model,
+            **{k: v for k, v in dataclasses.asdict(settings).items() if k != "model"},
         )
 
 
-class ChunkingConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class ChunkingConfig(ChunkingSettings):
     """How documents are cut into chunks, sized in the embedder's tokens."""
 
-    chunk_tokens: int = Field(220, ge=16, le=8192)
-    overlap_tokens: int = Field(32, ge=0)
-    title_in_text: bool = Field(
-        True,
-        description="Prefix each chunk's document title to the text that is embedded and indexed.",
-    )
-    sentence_vectors: bool = Field(
-        True,
-        description="Embed each sentence and score a chunk by its best one (more recall, about "
-        "5x the vectors); false embeds each chunk whole.",
-    )
-
-    @model_validator(mode="after")
-    def _overlap_below_size(self) -> ChunkingConfig:
-        if self.overlap_tokens >= self.chunk_tokens:
-            raise ValueError(
-                f"overlap_tokens ({self.overlap_tokens}) must be smaller than "
-                f"chunk_tokens ({self.chunk_tokens})"
-            )
-        return self
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
 
-class IngestConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class IngestConfig(IngestSettings):
     """What happens to documents on their way in."""
 
-    scrub_pii: bool = Field(
-        True,
-        description="Replace e-mails, phones, cards, IBANs, SSNs and IPs by [TYPE] placeholders.",
-    )
+
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class FlatIndexConfig(FlatSpec):
+    def spec(self) -> VectorIndexSpec:
+        return pick(FlatSpec, self)
 
 
-class FlatIndexConfig(_Strict):
-    """Exact search. Best up to a few hundred thousand chunks."""
-
-    type: Literal["flat"] = "flat"
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class HNSWIndexConfig(HNSWSpec):
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
     def spec(self) -> VectorIndexSpec:
-        from ragtune.index.vectors import VectorIndexSpec
-
-        return VectorIndexSpec(kind="flat")
+        return pick(HNSWSpec, self)
 
 
-class HNSWIndexConfig(_Strict):
-    """Graph-based approximate search: fast queries on large corpora, more memory."""
-
-    type: Literal["hnsw"] = "hnsw"
-    m: int = Field(32, ge=4, le=256, description="Neighbours per node.")
-    ef_construction: int = Field(200, ge=8)
-    ef_search: int = Field(128, ge=8)
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class IVFPQIndexConfig(IVFPQSpec):
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
     def spec(self) -> VectorIndexSpec:
-        from ragtune.index.vectors import VectorIndexSpec
-
-        return VectorIndexSpec(
-            kind="hnsw", m=self.m, ef_construction=self.ef_construction, ef_search=self.ef_search
-        )
-
-
-class IVFPQIndexConfig(_Strict):
-    """Inverted lists with product quantisation: least memory for millions of chunks."""
-
-    type: Literal["ivf-pq"] = "ivf-pq"
-    nlist: int = Field(
-        1024, ge=1, description="Coarse clusters; needs about 39 x nlist chunks to train."
-    )
-    m: int = Field(16, ge=1, description="Sub-quantisers; must divide the embedding dimension.")
-    nbits: int = Field(8, ge=4, le=12)
-    nprobe: int = Field(16, ge=1)
-
-    @model_validator(mode="after")
-    def _nprobe_fits(self) -> IVFPQIndexConfig:
-        if self.nprobe > self.nlist:
-            raise ValueError(f"nprobe ({self.nprobe}) cannot exceed nlist ({self.nlist})")
-        return self
-
-    def spec(self) -> VectorIndexSpec:
-        from ragtune.index.vectors import VectorIndexSpec
-
-        return VectorIndexSpec(
-            kind="ivf-pq", nlist=self.nlist, m=self.m, nbits=self.nbits, nprobe=self.nprobe
-        )
+        return pick(IVFPQSpec, self)
 
 
 VectorIndexConfig = Annotated[
@@ -232,31 +168,15 @@ VectorIndexConfig = Annotated[
 ]
 
 
-class LexicalConfig(_Strict):
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class LexicalConfig(LexicalSpec):
     """The BM25 index built next to the vectors."""
 
-    k1: float = Field(1.5, gt=0)
-    b: float = Field(0.75, ge=0, le=1)
-    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
-    stopwords: Literal["english", "none"] = "english"
-    stemming: bool = Field(True, description="English Snowball stemming (needs PyStemmer).")
-    tokenizer: Literal["auto", "words"] = Field(
-        "auto",
-        description="auto: character bigrams for Chinese, Japanese, Thai and other scripts "
-        "written without spaces, words for the rest; words: words only",
-    )
+    def __post_init__(self) -> None:
+        _check_bases(self)
 
     def spec(self) -> LexicalSpec:
-        from ragtune.index.lexical import LexicalSpec
-
-        return LexicalSpec(
-            k1=self.k1,
-            b=self.b,
-            method=self.method,
-            stopwords=self.stopwords,
-            stemming=self.stemming,
-            tokenizer=self.tokenizer,
-        )
+        return pick(LexicalSpec, self)
 
 
 def _default_type(data: Any, field_name: str, default: str) -> Any:
@@ -596,13 +516,10 @@ class RagtuneConfig(_Strict):
                 f"{index} was built with the embedder {info.name!r}, but the config names "
                 f"{self.embedder.model!r}; use the index's embedder, or rebuild the index"
             )
+        settings = pick(EmbedderSettings, self.embedder, model=info.model or info.name)
         return SentenceTransformerEmbedder(
-            info.model or info.name,
-            backend=self.embedder.backend,
-            query_backend=self.embedder.query_backend,
-            batch_size=self.embedder.batch_size,
-            device=self.embedder.device,
-            cache_dir=self.embedder.cache_dir,
+            settings.model,
+            **{k: v for k, v in dataclasses.asdict(settings).items() if k != "model"},
         )
 
     def build_settings(self) -> BuildSettings:
@@ -610,11 +527,8 @@ class RagtuneConfig(_Strict):
         from ragtune.indexing import BuildSettings
 
         return BuildSettings(
-            chunk_tokens=self.chunking.chunk_tokens,
-            overlap_tokens=self.chunking.overlap_tokens,
-            title_in_text=self.chunking.title_in_text,
-            sentence_vectors=self.chunking.sentence_vectors,
-            scrub_pii=self.ingest.scrub_pii,
+            **dataclasses.asdict(pick(ChunkingSettings, self.chunking)),
+            **dataclasses.asdict(pick(IngestSettings, self.ingest)),
             vectors=self.index.vectors.spec(),
             lexical=self.index.lexical.spec(),
         )

@@ -30,7 +30,7 @@ from ragtune.index.lexical import LexicalSpec
 from ragtune.index.manifest import EmbedderInfo, Manifest
 from ragtune.index.store import IndexUpdate, fault_point
 from ragtune.index.units import dense_units, vector_ids
-from ragtune.index.vectors import VectorIndexSpec
+from ragtune.index.vectors import FlatSpec, VectorIndexSpec, vector_spec_to_dict
 from ragtune.ingest import (
     Chunker,
     canonical_path,
@@ -39,6 +39,7 @@ from ragtune.ingest import (
     load,
     token_counter_for,
 )
+from ragtune.ingest.chunking import ChunkingSettings, IngestSettings
 from ragtune.types import Chunk, Document, SkippedSource
 
 __all__ = [
@@ -74,15 +75,11 @@ class NullProgress:
 
 
 @dataclass(frozen=True)
-class BuildSettings:
-    """What a new index fixes for its lifetime (all recorded in the manifest)."""
+class BuildSettings(ChunkingSettings, IngestSettings):
+    """What a new index fixes for its lifetime (all recorded in the manifest): the chunking
+    and ingest settings, the vector index and the BM25 index."""
 
-    chunk_tokens: int = 220
-    overlap_tokens: int = 32
-    title_in_text: bool = True
-    sentence_vectors: bool = True
-    scrub_pii: bool = True
-    vectors: VectorIndexSpec = field(default_factory=VectorIndexSpec)
+    vectors: VectorIndexSpec = field(default_factory=FlatSpec)
     lexical: LexicalSpec = field(default_factory=LexicalSpec)
 
 
@@ -177,7 +174,7 @@ def build_index(
             "splitter": "langchain RecursiveCharacterTextSplitter",
         },
         ingest={"scrub_pii": settings.scrub_pii},
-        vectors=settings.vectors.to_dict(),
+        vectors=vector_spec_to_dict(settings.vectors),
         lexical=settings.lexical.to_dict(),
     )
     created = not out.exists()

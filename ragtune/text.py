@@ -144,4 +144,6 @@ def _term_tools() -> tuple[frozenset[str], Any]:
     return frozenset(STOPWORDS_EN) | _QUESTION_WORDS, stemmer.stemWords
 
 
-_QUESTION_WORDS = frozenset("what when where which who whom whose why how".split())
+_QUESTION_WORDS = frozenset(
+    ["what", "when", "where", "which", "who", "whom", "whose", "why", "how"]
+)

@@ -173,6 +173,8 @@ def test_each_setting_is_declared_once_with_one_default() -> None:
     """A config section's defaults are its stage dataclass's: they cannot drift apart."""
     from ragtune.check import CheckerSettings
     from ragtune.generate import DecodeSettings, GeneratorSettings, LoraSpec, ModelSettings
+    from ragtune.index import EmbedderSettings, FlatSpec, LexicalSpec
+    from ragtune.ingest.chunking import ChunkingSettings, IngestSettings
     from ragtune.policy import AnswerPolicy, GuardPolicy
     from ragtune.retrieve import FusionSettings
     from ragtune.train.loop import TrainSettings
@@ -188,6 +190,11 @@ def test_each_setting_is_declared_once_with_one_default() -> None:
         (config.retriever, FusionSettings()),
         (config.train.loop, TrainSettings()),
         (config.train.adapter, LoraSpec()),
+        (config.embedder, EmbedderSettings()),
+        (config.chunking, ChunkingSettings()),
+        (config.ingest, IngestSettings()),
+        (config.index.vectors, FlatSpec()),
+        (config.index.lexical, LexicalSpec()),
     ]
     import dataclasses
 

@@ -17,7 +17,7 @@ from ragtune.index.chunkdb import ChunkDB
 from ragtune.index.lexical import LexicalIndex
 from ragtune.index.manifest import Manifest
 from ragtune.index.units import chunk_rows, vector_ids
-from ragtune.index.vectors import VectorIndex, VectorIndexSpec
+from ragtune.index.vectors import VectorIndex, vector_spec_from_dict
 from ragtune.types import Passage
 
 __all__ = ["BM25_FOLDER", "FAISS_FILE", "SQLITE_FILE", "IndexGeneration"]
@@ -68,7 +68,7 @@ class IndexGeneration:
                 )
         db = ChunkDB(gen / _SQLITE)
         try:
-            vectors = VectorIndex.load(gen / _FAISS, VectorIndexSpec.from_dict(manifest.vectors))
+            vectors = VectorIndex.load(gen / _FAISS, vector_spec_from_dict(manifest.vectors))
             lexical = LexicalIndex.load(gen / _BM25)
             generation = cls(folder, manifest, db, vectors, lexical)
             generation._check_consistent()

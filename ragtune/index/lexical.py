@@ -21,11 +21,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from annotated_types import Ge, Gt, Le
 
 from ragtune.errors import IndexCorruptError, IndexError_
+from ragtune.settings import check_bounds
 from ragtune.text import SPACELESS
 
 __all__ = ["LexicalIndex", "LexicalSpec", "tokenize"]
@@ -36,16 +38,20 @@ _SPEC_FILE = "spec.json"
 
 @dataclass(frozen=True)
 class LexicalSpec:
-    """BM25 variant and text processing."""
+    """The BM25 index built next to the vectors: its variant and text processing."""
 
-    k1: float = 1.5
-    b: float = 0.75
-    method: str = "lucene"
-    stopwords: str = "english"
+    k1: Annotated[float, Gt(0.0)] = 1.5
+    b: Annotated[float, Ge(0.0), Le(1.0)] = 0.75
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    stopwords: Literal["english", "none"] = "english"
     stemming: bool = True
-    tokenizer: str = "auto"
+    """English Snowball stemming (PyStemmer)."""
+    tokenizer: Literal["auto", "words"] = "auto"
     """``auto``: character bigrams for scripts written without spaces, words for the rest;
     ``words``: words only (what indexes built before the choice existed use)."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

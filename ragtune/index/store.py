@@ -38,7 +38,7 @@ from ragtune.index.chunkdb import ChunkDB
 from ragtune.index.generation import BM25_FOLDER, FAISS_FILE, SQLITE_FILE, IndexGeneration
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
 from ragtune.index.manifest import MANIFEST, Manifest, fsync_dir
-from ragtune.index.vectors import VectorIndex, VectorIndexSpec
+from ragtune.index.vectors import VectorIndex, vector_spec_from_dict
 from ragtune.types import Passage
 
 __all__ = ["IndexStore", "IndexUpdate"]
@@ -268,7 +268,7 @@ class IndexUpdate:
         self.work.mkdir()
         if self._new is not None:
             self.db = ChunkDB(self.work / _SQLITE, create=True)
-            spec = VectorIndexSpec.from_dict(self.base.vectors)
+            spec = vector_spec_from_dict(self.base.vectors)
             self.vectors = VectorIndex.empty(self.base.embedder.dimension, spec)
         else:
             current = self.path / self.base.generation
@@ -279,7 +279,7 @@ class IndexUpdate:
             shutil.copy2(current / _SQLITE, self.work / _SQLITE)
             self.db = ChunkDB(self.work / _SQLITE)
             self.vectors = VectorIndex.load(
-                current / _FAISS, VectorIndexSpec.from_dict(self.base.vectors)
+                current / _FAISS, vector_spec_from_dict(self.base.vectors)
             )
         self.db.begin()
 

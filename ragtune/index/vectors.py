@@ -12,38 +12,96 @@ query fills ``k`` whenever the tenant has ``k`` chunks, on every index kind.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from annotated_types import Ge, Le
 
 from ragtune.errors import IndexCorruptError, IndexError_
+from ragtune.settings import check_bounds
 
 if TYPE_CHECKING:
     import faiss
 
-__all__ = ["VectorIndex", "VectorIndexSpec"]
+__all__ = [
+    "FlatSpec",
+    "HNSWSpec",
+    "IVFPQSpec",
+    "VectorIndex",
+    "VectorIndexSpec",
+    "vector_spec_from_dict",
+    "vector_spec_to_dict",
+]
 
 
 @dataclass(frozen=True)
-class VectorIndexSpec:
-    """Which FAISS structure to build, with its parameters."""
+class FlatSpec:
+    """Exact search. Best up to a few hundred thousand chunks."""
 
-    kind: str = "flat"  # flat | hnsw | ivf-pq
-    m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 128
-    nlist: int = 1024
-    nbits: int = 8
-    nprobe: int = 16
+    type: Literal["flat"] = "flat"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VectorIndexSpec:
-        return cls(**data)
+@dataclass(frozen=True)
+class HNSWSpec:
+    """Graph-based approximate search: fast queries on large corpora, more memory."""
+
+    type: Literal["hnsw"] = "hnsw"
+    m: Annotated[int, Ge(4), Le(256)] = 32
+    """Neighbours per graph node (FAISS's M)."""
+    ef_construction: Annotated[int, Ge(8)] = 200
+    ef_search: Annotated[int, Ge(8)] = 128
+    """Candidates a query keeps while walking the graph: more is slower and closer to exact."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
+@dataclass(frozen=True)
+class IVFPQSpec:
+    """Inverted lists with product quantisation: least memory for millions of chunks."""
+
+    type: Literal["ivf-pq"] = "ivf-pq"
+    nlist: Annotated[int, Ge(1)] = 1024
+    """Coarse clusters; training needs about 39 x nlist chunks."""
+    m: Annotated[int, Ge(1)] = 16
+    """Sub-quantisers (FAISS's M for PQ); must divide the embedding dimension."""
+    nbits: Annotated[int, Ge(4), Le(12)] = 8
+    nprobe: Annotated[int, Ge(1)] = 16
+    """Lists a query looks in."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.nprobe > self.nlist:
+            raise ValueError(f"nprobe ({self.nprobe}) cannot exceed nlist ({self.nlist})")
+
+
+VectorIndexSpec = FlatSpec | HNSWSpec | IVFPQSpec
+"""Which FAISS structure to build, with its parameters (one dataclass per kind, so a field means
+one thing: ``m`` is HNSW's neighbours or PQ's sub-quantisers, never both)."""
+
+_SPECS: dict[str, type[FlatSpec] | type[HNSWSpec] | type[IVFPQSpec]] = {
+    "flat": FlatSpec,
+    "hnsw": HNSWSpec,
+    "ivf-pq": IVFPQSpec,
+}
+
+
+def vector_spec_to_dict(spec: VectorIndexSpec) -> dict[str, Any]:
+    """The manifest's form of ``spec``."""
+    return asdict(spec)
+
+
+def vector_spec_from_dict(data: dict[str, Any]) -> VectorIndexSpec:
+    """Read a manifest's vector spec; manifests of earlier versions held every field of every
+    kind under ``kind`` and are read too."""
+    kind = data.get("type", data.get("kind"))
+    cls = _SPECS.get(str(kind))
+    if cls is None:
+        raise IndexCorruptError(f"unknown vector index kind {kind!r}; use flat, hnsw or ivf-pq")
+    names = {f.name for f in fields(cls)} - {"type"}
+    return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _faiss() -> Any:
@@ -63,12 +121,12 @@ class VectorIndex:
     @classmethod
     def empty(cls, dimension: int, spec: VectorIndexSpec) -> VectorIndex:
         faiss = _faiss()
-        if spec.kind == "flat":
+        if isinstance(spec, FlatSpec):
             inner = faiss.IndexFlatIP(dimension)
-        elif spec.kind == "hnsw":
+        elif isinstance(spec, HNSWSpec):
             inner = faiss.IndexHNSWFlat(dimension, spec.m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = spec.ef_construction
-        elif spec.kind == "ivf-pq":
+        elif isinstance(spec, IVFPQSpec):
             if dimension % spec.m:
                 raise IndexError_(
                     f"ivf-pq needs m ({spec.m}) to divide the embedding dimension ({dimension}); "
@@ -79,7 +137,7 @@ class VectorIndex:
                 quantiser, dimension, spec.nlist, spec.m, spec.nbits, faiss.METRIC_INNER_PRODUCT
             )
         else:
-            raise IndexError_(f"unknown vector index kind {spec.kind!r}; use flat, hnsw or ivf-pq")
+            raise IndexError_(f"unknown vector index spec {spec!r}; use flat, hnsw or ivf-pq")
         return cls(faiss.IndexIDMap2(inner), spec)
 
     @classmethod
@@ -125,10 +183,12 @@ class VectorIndex:
         self._index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     def _train(self, inner: Any, vectors: np.ndarray) -> None:
-        needed = 39 * self.spec.nlist
-        if len(vectors) < needed or len(vectors) < 2**self.spec.nbits:
+        spec = self.spec
+        assert isinstance(spec, IVFPQSpec)  # only IVF-PQ needs training
+        needed = 39 * spec.nlist
+        if len(vectors) < needed or len(vectors) < 2**spec.nbits:
             raise IndexError_(
-                f"ivf-pq with nlist={self.spec.nlist} needs at least {max(needed, 2**self.spec.nbits)} "
+                f"ivf-pq with nlist={spec.nlist} needs at least {max(needed, 2**spec.nbits)} "
                 f"chunks to train and the first batch has {len(vectors)}; "
                 "use `vectors: {type: flat}` or hnsw for a corpus this size, or lower nlist"
             )
@@ -139,7 +199,7 @@ class VectorIndex:
             return
         faiss = _faiss()
         id_array = np.asarray(list(ids), dtype=np.int64)
-        if self.spec.kind == "hnsw":
+        if isinstance(self.spec, HNSWSpec):
             # HNSW graphs cannot drop nodes: rebuild from the kept vectors (exact copies).
             keep = np.setdiff1d(self.ids(), id_array)
             vectors = (
@@ -152,10 +212,10 @@ class VectorIndex:
             self._apply_search_params()
             return
         inner = faiss.downcast_index(self._index.index)
-        if self.spec.kind == "ivf-pq":
+        if isinstance(self.spec, IVFPQSpec):
             inner.set_direct_map_type(faiss.DirectMap.NoMap)  # FAISS removes only without it
         self._index.remove_ids(faiss.IDSelectorBatch(id_array))
-        if self.spec.kind == "ivf-pq":
+        if isinstance(self.spec, IVFPQSpec):
             inner.set_direct_map_type(faiss.DirectMap.Hashtable)
 
     def ids(self) -> np.ndarray:
@@ -175,14 +235,14 @@ class VectorIndex:
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         available = len(self) if allowed is None else len(allowed)
         ids, scores = self._search(q, min(k, available), allowed, exhaustive=False)
-        if len(ids) < min(k, available) and self.spec.kind != "flat":
+        if len(ids) < min(k, available) and not isinstance(self.spec, FlatSpec):
             ids, scores = self._search(q, min(k, available), allowed, exhaustive=True)
         return ids, scores
 
     def _search(
         self, q: np.ndarray, k: int, allowed: np.ndarray | None, *, exhaustive: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        if exhaustive and self.spec.kind == "hnsw":
+        if exhaustive and isinstance(self.spec, HNSWSpec):
             return self._exact(q, k, self.ids() if allowed is None else allowed)
         faiss = _faiss()
         selector = (
@@ -214,19 +274,21 @@ class VectorIndex:
 
     def _search_params(self, selector: Any, *, exhaustive: bool = False) -> Any:
         faiss = _faiss()
-        if self.spec.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.spec.ef_search)
-        if self.spec.kind == "ivf-pq":
-            nprobe = self.spec.nlist if exhaustive else self.spec.nprobe
+        spec = self.spec
+        if isinstance(spec, HNSWSpec):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=spec.ef_search)
+        if isinstance(spec, IVFPQSpec):
+            nprobe = spec.nlist if exhaustive else spec.nprobe
             return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         return faiss.SearchParameters(sel=selector)
 
     def _apply_search_params(self) -> None:
         faiss = _faiss()
         inner = faiss.downcast_index(self._index.index)
-        if self.spec.kind == "hnsw":
-            inner.hnsw.efSearch = self.spec.ef_search
-        elif self.spec.kind == "ivf-pq":
-            inner.nprobe = self.spec.nprobe
+        spec = self.spec
+        if isinstance(spec, HNSWSpec):
+            inner.hnsw.efSearch = spec.ef_search
+        elif isinstance(spec, IVFPQSpec):
+            inner.nprobe = spec.nprobe
             # A hash-table direct map lets scores() reconstruct vectors and still allows removal.
             inner.set_direct_map_type(faiss.DirectMap.Hashtable)

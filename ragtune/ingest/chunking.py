@@ -25,20 +25,59 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from annotated_types import Ge, Le
 
 from ragtune.ingest.line_ends import to_source
 from ragtune.ingest.pii import ScrubResult
 from ragtune.ingest.pii import scrub as scrub_pii
+from ragtune.settings import check_bounds
 from ragtune.types import Chunk, Document
 
-__all__ = ["ChunkedDocument", "Chunker", "TokenCounter", "token_counter_for"]
+__all__ = [
+    "ChunkedDocument",
+    "Chunker",
+    "ChunkingSettings",
+    "IngestSettings",
+    "TokenCounter",
+    "token_counter_for",
+]
 
 TokenCounter = Callable[[str], int]
 """Counts the tokens a text takes, without special tokens such as [CLS] and [SEP]."""
 
 _SEPARATORS = ["\n\n", "\n", ". ", " ", ""]
 _WORD_START = re.compile(r"(?<!\S)\S")
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    """How documents are cut into chunks, sized in the embedder's tokens, and what is embedded."""
+
+    chunk_tokens: Annotated[int, Ge(16), Le(8192)] = 220
+    overlap_tokens: Annotated[int, Ge(0)] = 32
+    title_in_text: bool = True
+    """Prefix each chunk's document title to the text that is embedded and indexed."""
+    sentence_vectors: bool = True
+    """Embed each sentence and score a chunk by its best one (more recall, about 5x the
+    vectors); false embeds each chunk whole."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than "
+                f"chunk_tokens ({self.chunk_tokens})"
+            )
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What happens to documents on their way in."""
+
+    scrub_pii: bool = True
+    """Replace e-mails, phones, cards, IBANs, SSNs and IPs by [TYPE] placeholders."""
 
 
 @dataclass(frozen=True)

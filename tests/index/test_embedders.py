@@ -57,7 +57,9 @@ def test_a_broken_model_folder_is_explained(tmp_path: Path):
 
 def test_onnx_query_backend_gives_the_torch_vectors(tiny_model_dir, tmp_path):
     """Queries through ONNX Runtime search an index built with torch the same way."""
-    torch_only = SentenceTransformerEmbedder(str(tiny_model_dir), device="cpu")
+    torch_only = SentenceTransformerEmbedder(
+        str(tiny_model_dir), device="cpu", query_backend="same"
+    )
     fast = SentenceTransformerEmbedder(
         str(tiny_model_dir), device="cpu", query_backend="auto", cache_dir=tmp_path
     )

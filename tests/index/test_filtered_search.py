@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.index import IndexStore, VectorIndexSpec
+from ragtune.index import IndexStore
+from ragtune.index.vectors import FlatSpec, HNSWSpec, IVFPQSpec
 from ragtune.indexing import BuildSettings, add_to_index, build_index
 from ragtune.retrieve import DenseRetriever
 
 SPECS = {
-    "flat": VectorIndexSpec(kind="flat"),
+    "flat": FlatSpec(),
     # A narrow search on purpose: one list of eight, a candidate list of four.
-    "ivf-pq": VectorIndexSpec(kind="ivf-pq", m=8, nlist=8, nbits=4, nprobe=1),
-    "hnsw": VectorIndexSpec(kind="hnsw", m=4, ef_construction=16, ef_search=4),
+    "ivf-pq": IVFPQSpec(m=8, nlist=8, nbits=4, nprobe=1),
+    "hnsw": HNSWSpec(m=4, ef_construction=16, ef_search=8),
 }
 
 

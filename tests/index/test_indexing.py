@@ -269,13 +269,13 @@ def test_another_embedder_is_refused(corpus, tmp_path, tiny_embedder, small_sett
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf-pq"])
 def test_approximate_vector_indexes_add_and_remove(kind, tmp_path, tiny_embedder):
-    from ragtune.index import VectorIndexSpec
+    from ragtune.index.vectors import HNSWSpec, IVFPQSpec
 
     folder = tmp_path / "docs"
     folder.mkdir()
     for i in range(120):
         (folder / f"d{i:03d}.txt").write_text(f"Document number {i} talks about topic t{i}.")
-    spec = VectorIndexSpec(kind=kind, m=8, nlist=2, nbits=4, nprobe=2)
+    spec = HNSWSpec(m=8) if kind == "hnsw" else IVFPQSpec(m=8, nlist=2, nbits=4, nprobe=2)
     out = tmp_path / "idx"
     build_index([folder], out, embedder=tiny_embedder, settings=BuildSettings(vectors=spec))
     remove_from_index([str(folder / "d007.txt")], out)
@@ -290,9 +290,9 @@ def test_approximate_vector_indexes_add_and_remove(kind, tmp_path, tiny_embedder
 
 
 def test_ivf_pq_on_a_tiny_corpus_says_what_to_do(corpus, tmp_path, tiny_embedder):
-    from ragtune.index import VectorIndexSpec
+    from ragtune.index.vectors import IVFPQSpec
 
-    settings = BuildSettings(vectors=VectorIndexSpec(kind="ivf-pq", nlist=64, m=8))
+    settings = BuildSettings(vectors=IVFPQSpec(nlist=64, m=8))
     with pytest.raises(IndexError_, match="flat"):
         build_index([corpus], tmp_path / "idx", embedder=tiny_embedder, settings=settings)
     assert not (tmp_path / "idx").exists()
@@ -343,3 +343,22 @@ def test_sentence_vectors_score_a_chunk_by_its_best_sentence(tmp_path, tiny_embe
             remove_from_index([str(folder / "long.txt")], out)
         with IndexStore.open(out) as store:
             assert len(store.vectors) == 1
+
+
+def test_an_index_of_the_earlier_vector_spec_format_still_opens(tmp_path, tiny_embedder):
+    """Manifests written before each vector kind had its own spec held every field under
+    ``kind``; they are read into the spec of their kind."""
+    from ragtune.index.vectors import HNSWSpec, IVFPQSpec, vector_spec_from_dict
+
+    old = {
+        "kind": "hnsw",
+        "m": 16,
+        "ef_construction": 100,
+        "ef_search": 64,
+        "nlist": 1024,
+        "nbits": 8,
+        "nprobe": 16,
+    }
+    assert vector_spec_from_dict(old) == HNSWSpec(m=16, ef_construction=100, ef_search=64)
+    old_pq = dict(old, kind="ivf-pq", m=8)
+    assert vector_spec_from_dict(old_pq) == IVFPQSpec(nlist=1024, m=8, nbits=8, nprobe=16)
