@@ -17,7 +17,7 @@ from ragtune.generate.adapters import (
     save_adapter,
 )
 from ragtune.generate.decoding import DecodeSettings
-from ragtune.generate.generator import GenerationStream, GeneratorSettings, HFGenerator
+from ragtune.generate.generator import GeneratorSettings, HFGenerator
 from ragtune.generate.models import (
     DEFAULT_MODEL,
     EMBEDDED_MODELS,
@@ -52,7 +52,6 @@ __all__ = [
     "DecodeSettings",
     "EmbeddedModel",
     "GenerationRequest",
-    "GenerationStream",
     "Generator",
     "GeneratorSettings",
     "GeneratorStatus",

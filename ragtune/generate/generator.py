@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from ragtune.generate.models import LoadedModel
 
-__all__ = ["GenerationStream", "GeneratorSettings", "HFGenerator", "prefer_gemv_layout"]
+__all__ = ["GeneratorSettings", "HFGenerator", "prefer_gemv_layout"]
 
 
 @dataclass(frozen=True)
@@ -189,10 +189,6 @@ class HFGenerator:
         for lo in range(0, len(requests), size):
             results.extend(_drain(self._decode(requests[lo : lo + size])))
         return results
-
-    def stream(self, request: GenerationRequest) -> GenerationStream:
-        """Iterate over the answer's text as it is produced; ``.result`` holds the Generation after."""
-        return GenerationStream(self._decode([request]))
 
     def stream_many(
         self,
@@ -449,31 +445,6 @@ def _prompt_passages(row: _Active) -> tuple[Passage, ...]:
         original = row.passages[index]
         held.append(replace(original, text=shown.text) if shown.cut else original)
     return tuple(held)
-
-
-class GenerationStream:
-    """Iterating yields text pieces as they are decoded; :attr:`result` is set at the end."""
-
-    def __init__(
-        self, events: Generator[tuple[int, str | Generation], None, list[Generation]]
-    ) -> None:
-        self._events = events
-        self.result: Generation | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            while True:
-                _index, event = next(self._events)
-                if isinstance(event, str):
-                    yield event
-        except StopIteration as stop:
-            self.result = stop.value[0]
-
-    def close(self) -> None:
-        """Stop decoding early (a client went away)."""
-        close = getattr(self._events, "close", None)
-        if close is not None:
-            close()
 
 
 def _drain(

@@ -133,11 +133,11 @@ def test_stop_sequences_cut_the_answer(generator: HFGenerator) -> None:
 def test_stream_yields_the_same_text(generator: HFGenerator, make_adapter: MakeAdapter) -> None:
     lora = folder(make_adapter("lora"))
     request = GenerationRequest(QUESTIONS[2], PASSAGES, lora, DecodeSettings(max_new_tokens=16))
-    stream = generator.stream(request)
-    pieces = list(stream)
-    assert stream.result is not None
-    assert "".join(pieces).strip() == stream.result.text
-    assert stream.result.token_ids == generator.generate_many([request])[0].token_ids
+    events = list(generator.stream_many([request]))
+    pieces = [e for _i, e in events if isinstance(e, str)]
+    (result,) = [e for _i, e in events if not isinstance(e, str)]
+    assert "".join(pieces).strip() == result.text
+    assert result.token_ids == generator.generate_many([request])[0].token_ids
 
 
 def test_stream_many_reports_each_request_when_done_and_cancels_one(
