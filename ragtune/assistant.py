@@ -40,6 +40,7 @@ from ragtune.types import (
 
 if TYPE_CHECKING:
     from ragtune.check import SupportCitationChecker
+    from ragtune.check.support import Calibration
     from ragtune.config import RagtuneConfig
     from ragtune.generate import AdapterEntry, AdapterRegistry, Generator
     from ragtune.guard import InputGuard
@@ -71,6 +72,7 @@ class Assistant:
         *,
         policy: AssistantPolicy,
         registry: AdapterRegistry | None = None,
+        answerability: Calibration | None = None,
         input_guard: InputGuard | None = None,
         redact: Callable[[str], str] | None = None,
         telemetry: Telemetry | None = None,
@@ -81,6 +83,9 @@ class Assistant:
         self.checker = checker
         self.policy = policy
         self.registry = registry
+        self.answerability = answerability
+        """The calibrated answerability model (:mod:`ragtune.check.answerability`); with one,
+        every request records the model's abstention probability and the assistant decides."""
         self.input_guard = input_guard
         self.redact = redact
         self.telemetry = telemetry
@@ -134,6 +139,7 @@ class Assistant:
                 checker,
                 policy=cfg.assistant_policy(),
                 registry=AdapterRegistry(cfg.adapters.root),
+                answerability=cfg.answerability_model(),
                 input_guard=guard,
                 redact=(lambda text: scrub(text).text) if cfg.guard.redact_pii else None,
                 telemetry=Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans),
@@ -283,7 +289,13 @@ class Assistant:
             if item.answer is not None:
                 yield index, self._emit(item.answer)
             else:
-                request = GenerationRequest(item.question, item.shown, adapter, settings)
+                request = GenerationRequest(
+                    item.question,
+                    item.shown,
+                    adapter,
+                    settings,
+                    scored_abstention=self.answerability is not None,
+                )
                 pending.append((index, item, question.tenant, request))
         size = self.generator.status().max_batch_size
         for lo in range(0, len(pending), size):
@@ -380,6 +392,20 @@ class Assistant:
 
         cited = tuple(generation.passages)
         draft = generation.text
+        if self.answerability is not None and generation.abstain_probability is not None:
+            judged = self._answerable(item, draft, cited, generation.abstain_probability)
+            if judged["probability"] < self._answerable_threshold():
+                return self._answer(
+                    item,
+                    ABSTENTION,
+                    (),
+                    True,
+                    "not answerable",
+                    cited,
+                    generation,
+                    tenant,
+                    draft=draft,
+                )
         if is_abstention(draft) or not draft.strip():
             return self._answer(
                 item,
@@ -433,6 +459,28 @@ class Assistant:
             precision=precision,
             dropped=decision.dropped,
         )
+
+    def _answerable(
+        self, item: _Work, draft: str, cited: Sequence[Passage], abstain_probability: float
+    ) -> dict[str, float]:
+        """The answerability signals of a draft and their calibrated probability (kept on the
+        work item for the Answer)."""
+        from ragtune.check.answerability import answer_signals
+
+        assert self.answerability is not None
+        signals = answer_signals(item.question, draft, [p.text for p in cited], abstain_probability)
+        probability = self.answerability.probability(signals)
+        item.answerability = {
+            **signals,
+            "abstain_probability": round(abstain_probability, 4),
+            "probability": round(probability, 4),
+        }
+        return item.answerability
+
+    def _answerable_threshold(self) -> float:
+        assert self.answerability is not None
+        override = self.policy.abstain.min_answerable
+        return self.answerability.threshold if override is None else override
 
     def _abstain(
         self, item: _Work, reason: str, cited: list[Passage], tenant: str | None
@@ -488,6 +536,7 @@ class Assistant:
             prompt_tokens=generation.prompt_tokens if generation else 0,
             output_tokens=generation.output_tokens if generation else 0,
             finish_reason=generation.finish_reason if generation else "",
+            answerability=dict(item.answerability),
         )
 
     def _span(self, name: str, **attributes: Any) -> Any:
@@ -512,6 +561,7 @@ class _Work:
     generation_seconds: float = 0.0
     check_seconds: float = 0.0
     flags: list[str] = field(default_factory=list)
+    answerability: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

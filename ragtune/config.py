@@ -59,6 +59,7 @@ from ragtune.types import (
 from ragtune.yaml_loading import explain_yaml_booleans, load_yaml
 
 if TYPE_CHECKING:
+    from ragtune.check.support import Calibration
     from ragtune.generate.generator import HFGenerator
     from ragtune.index.embedders import SentenceTransformerEmbedder
     from ragtune.indexing import BuildSettings
@@ -494,6 +495,23 @@ class RagtuneConfig(_Strict):
             adapters=self.adapters.policy(),
             decoding=pick(DecodeSettings, self.generator),
         )
+
+    def answerability_model(self) -> Calibration | None:
+        """The answerability model shipped with the grounding adapter, when the abstain
+        section asks for it and the grounding adapter has one; else None."""
+        from ragtune.check.answerability import ANSWERABILITY_FILE, load_answerability
+        from ragtune.generate.grounding import grounding_folder
+        from ragtune.generate.models import EMBEDDED_MODELS
+
+        if not self.abstain.answerability:
+            return None
+        name = self.generator.model.lower()
+        folder = grounding_folder(
+            self.generator.grounding, name if name in EMBEDDED_MODELS else self.generator.model
+        )
+        if folder is None or not (folder / ANSWERABILITY_FILE).is_file():
+            return None
+        return load_answerability(folder / ANSWERABILITY_FILE)
 
     def build_generator(self) -> HFGenerator:
         """Load the base model and open the adapter registry (no adapter is chosen here)."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from annotated_types import Ge
+from annotated_types import Ge, Le
 
 from ragtune.generate.decoding import DecodeSettings
 from ragtune.settings import check_bounds
@@ -61,6 +61,17 @@ class AbstainPolicy:
     """The top passage's retrieval score below which the assistant abstains without generating;
     hybrid fusion scores are relative to the query's own candidates (the best is near 1), so a
     floor means most with dense retrieval, whose score is a cosine similarity."""
+    answerability: bool = True
+    """Decide abstention with the answerability model that ships with the grounding adapter
+    (when the base model has one merged; :mod:`ragtune.check.answerability`): the generator
+    records its probability of starting the abstention sentence and decodes its best answer
+    anyway, and the assistant abstains when the calibrated probability that the passages
+    answer the question falls below the threshold. False: the model's own abstention."""
+    min_answerable: Annotated[float, Ge(0.0), Le(1.0)] | None = None
+    """The answerability threshold; None: the one fitted with the model."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ Stage packages do not import each other; what they must agree on about text live
 :mod:`ragtune.types` and :mod:`ragtune.errors`.
 
 Content terms are what a question asks about: its words, lower-cased, without English stop
-words (bm25s's list, the one the BM25 index uses, and the question words) and stemmed with the
-Snowball stemmer (PyStemmer), so "founded" and "founding" meet. bm25s and PyStemmer load on
-first use.
+words (bm25s's list, the one the BM25 index uses, with question words and auxiliaries) and
+stemmed with the Snowball stemmer (PyStemmer), so "founded" and "founding" meet. bm25s and
+PyStemmer load on first use.
 
 >>> sorted(content_terms("When was the university founded?"))
 ['found', 'universiti']
@@ -145,5 +145,44 @@ def _term_tools() -> tuple[frozenset[str], Any]:
 
 
 _QUESTION_WORDS = frozenset(
-    ["what", "when", "where", "which", "who", "whom", "whose", "why", "how"]
+    [
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "how",
+        "many",
+        "much",
+        "do",
+        "does",
+        "did",
+        "done",
+        "doing",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "has",
+        "have",
+        "had",
+        "having",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+    ]
 )
+"""Question words and auxiliaries: they shape a question but do not say what it is about."""

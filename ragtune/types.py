@@ -391,6 +391,9 @@ class Answer:
     output_tokens: int = 0
     finish_reason: str = ""
     """The generation's (``stop``, ``eos``, ``length``); empty when nothing was generated."""
+    answerability: Mapping[str, float] = field(default_factory=dict)
+    """With an answerability model: its signals, the model's ``abstain_probability`` and the
+    calibrated ``probability`` that the passages answer the question; empty otherwise."""
 
     @property
     def checked(self) -> tuple[ClaimVerdict, ...]:

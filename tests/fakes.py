@@ -55,6 +55,8 @@ class FakeGenerator:
 
     cards: Mapping[AdapterRef, AdapterCard] = field(default_factory=dict)
     max_batch_size: int = 4
+    abstain_probability: float = 0.1
+    """What it reports for a request that asks for a scored abstention."""
     requests: list[GenerationRequest] = field(default_factory=list)
     loads: int = 0
 
@@ -100,6 +102,9 @@ class FakeGenerator:
                     adapter=f"{card.tenant}/{card.name}" if card else None,
                     adapter_version=card.version if card else None,
                     passages=tuple(request.passages),
+                    abstain_probability=self.abstain_probability
+                    if request.scored_abstention
+                    else None,
                 ),
             )
 

@@ -104,3 +104,23 @@ def test_the_server_on_a_fake_generator(tmp_path: Any) -> None:
         assert foreign.status_code == 404
         health = httpx.get(f"{url}/healthz").json()
         assert health["model"] == "fake" and health["adapters_loaded"] == 2
+
+
+def test_an_answerability_model_decides_abstention_and_is_recorded() -> None:
+    from ragtune.check.answerability import ANSWERABILITY_SIGNALS
+    from ragtune.check.support import Calibration
+
+    # p(answerable) falls with the model's abstention probability alone.
+    model = Calibration(
+        ANSWERABILITY_SIGNALS, (-2.0, 0.0, 0.0, 0.0), 0.0, 0.5, (0.0,) * 4, (1.0,) * 4
+    )
+    assistant, generator = make()
+    assistant.answerability = model
+    generator.abstain_probability = 0.05
+    sure = assistant.ask("How long are returns?", tenant="acme")
+    assert not sure.abstained and sure.answerability["probability"] > 0.5
+    assert generator.requests[-1].scored_abstention
+    generator.abstain_probability = 0.95
+    unsure = assistant.ask("How long are returns?", tenant="acme")
+    assert unsure.abstained and unsure.abstain_reason == "not answerable"
+    assert unsure.draft and unsure.answerability["abstain_probability"] == 0.95

@@ -76,4 +76,5 @@ def record_for(
         "adapter": answer.adapter,
         "adapter_version": answer.adapter_version,
         "flags": list(answer.flags),
+        "answerability": dict(answer.answerability),
     }

@@ -287,7 +287,9 @@ class HFGenerator:
                 request.passages,
                 reserve=settings.max_new_tokens,
                 virtual_tokens=virtual,
-                examples=isinstance(request.adapter, NoAdapter),
+                # Worked examples help the bare base model only: adapters and the grounding
+                # adapter were trained without them.
+                examples=isinstance(request.adapter, NoAdapter) and not self._base.grounded,
             )
             ids = list(prompt.token_ids)
         rng = None

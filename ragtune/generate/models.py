@@ -66,6 +66,10 @@ class ModelSettings:
     device: str = "auto"
     """auto (CUDA when present), cpu, cuda or cuda:N."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    grounding: str = "shipped"
+    """The grounding adapter merged into the base weights at load
+    (:mod:`ragtune.generate.grounding`): ``shipped`` (the one ragtune ships for the embedded
+    model), ``none`` (the bare base model) or the folder of a LoRA grounding adapter."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,14 @@ class LoadedModel:
     dtype: str
     load_seconds: float
     """Time to read weights and tokenizer (module imports and hashing excluded)."""
+    bare_weights_sha256: str = ""
+    """With a grounding adapter merged: the weights hash of the base without it."""
+    grounding: str | None = None
+    """The grounding adapter merged into the weights (its name), or None for the bare base."""
+
+    @property
+    def grounded(self) -> bool:
+        return self.grounding is not None
 
 
 def default_cache_dir() -> Path:
@@ -142,12 +154,15 @@ def load_base_model(
     cache_dir: Path | None = ModelSettings.cache_dir,
     device: str = ModelSettings.device,
     dtype: str = ModelSettings.dtype,
+    grounding: str = ModelSettings.grounding,
 ) -> LoadedModel:
     """Load a causal language model and its tokenizer, in eval mode, on ``device``.
 
     ``model`` is an embedded name (:data:`EMBEDDED_MODELS`) or a local folder written by
     ``save_pretrained`` with safetensors weights. ``device="auto"`` picks CUDA when present.
-    ``dtype`` is one of :data:`DTYPES`; float16 needs a GPU.
+    ``dtype`` is one of :data:`DTYPES`; float16 needs a GPU. ``grounding`` is merged into the
+    weights (see :class:`ModelSettings`); ``shipped`` on a model ragtune ships no grounding
+    adapter for raises :class:`~ragtune.errors.ModelError` saying to set it to ``none``.
     """
     torch_dtype_name = _check_dtype(dtype)
     path, name, known_hash = _resolve(model, cache_dir)
@@ -173,7 +188,7 @@ def load_base_model(
         raise ModelError(f"cannot load the model in {path}: {exc}") from exc
     loaded.eval()
     seconds = time.perf_counter() - started
-    return LoadedModel(
+    bare = LoadedModel(
         model=loaded,
         tokenizer=tokenizer,
         name=name,
@@ -183,6 +198,12 @@ def load_base_model(
         dtype=torch_dtype_name,
         load_seconds=seconds,
     )
+    from ragtune.generate.grounding import merge_grounding, shipped_grounding
+
+    folder = shipped_grounding(name) if grounding == "shipped" else Path(grounding)
+    if not folder.is_dir():
+        raise ModelError(f"generator.grounding {grounding!r} is neither shipped, none nor a folder")
+    return merge_grounding(bare, folder)
 
 
 def weights_sha256(folder: Path) -> str:
