@@ -57,7 +57,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dic
         "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
         "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
         "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
-        "generator": {"model": str(llama), "device": "cpu", "max_new_tokens": 6},
+        "generator": {
+            "model": str(llama),
+            "grounding": "none",
+            "device": "cpu",
+            "max_new_tokens": 6,
+        },
         "adapters": {"root": str(root / "adapters")},
         "checker": {"signals": [], "on_unsupported": "flag"},
         "serve": {

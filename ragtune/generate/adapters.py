@@ -434,10 +434,19 @@ def check_compatible(stored: StoredAdapter, base: LoadedModel) -> None:
     """Refuse an adapter made for another base model or whose tensors do not fit ``base``."""
     card = stored.card
     if card.base_weights_sha256 != base.weights_sha256:
+        if base.grounded and card.base_weights_sha256 == base.bare_weights_sha256:
+            raise AdapterMismatchError(
+                f"adapter {card.ref} was trained on the bare base model {card.base_model!r}, but "
+                f"the grounding adapter {base.grounding} is merged into the loaded one: retrain "
+                "it (ragtune train trains on the grounded base), or set generator.grounding: "
+                "none to serve it"
+            )
         raise AdapterMismatchError(
             f"adapter {card.ref} was trained on base model {card.base_model!r} "
             f"(weights {card.base_weights_sha256[:12]}), not on the loaded {base.name!r} "
-            f"(weights {base.weights_sha256[:12]}); retrain it on this base model"
+            f"(weights {base.weights_sha256[:12]}"
+            + (f", with the grounding adapter {base.grounding} merged" if base.grounded else "")
+            + "); retrain it on this base model"
         )
     shape = model_shape(base.model)
     if card.kind in ("prompt", "prefix"):

@@ -111,5 +111,5 @@ def merge_grounding(base: LoadedModel, folder: Path) -> LoadedModel:
         model=merged,
         weights_sha256=identity,
         bare_weights_sha256=base.weights_sha256,
-        grounding=f"{card.tenant}/{card.name}@v{card.version}" if card.version else card.name,
+        grounding=card.ref,
     )

@@ -66,7 +66,7 @@ class ModelSettings:
     device: str = "auto"
     """auto (CUDA when present), cpu, cuda or cuda:N."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    grounding: str = "shipped"
+    grounding: str = "none"
     """The grounding adapter merged into the base weights at load
     (:mod:`ragtune.generate.grounding`): ``shipped`` (the one ragtune ships for the embedded
     model), ``none`` (the bare base model) or the folder of a LoRA grounding adapter."""
@@ -198,12 +198,10 @@ def load_base_model(
         dtype=torch_dtype_name,
         load_seconds=seconds,
     )
-    from ragtune.generate.grounding import merge_grounding, shipped_grounding
+    from ragtune.generate.grounding import grounding_folder, merge_grounding
 
-    folder = shipped_grounding(name) if grounding == "shipped" else Path(grounding)
-    if not folder.is_dir():
-        raise ModelError(f"generator.grounding {grounding!r} is neither shipped, none nor a folder")
-    return merge_grounding(bare, folder)
+    folder = grounding_folder(grounding, name)
+    return bare if folder is None else merge_grounding(bare, folder)
 
 
 def weights_sha256(folder: Path) -> str:

@@ -130,6 +130,7 @@ def tiny_pipeline(root: Path, embedder_dir: Path) -> dict[str, Any]:
         "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
         "generator": {
             "model": str(save_tiny(root / "llama")),
+            "grounding": "none",
             "device": "cpu",
             "max_new_tokens": 6,
         },

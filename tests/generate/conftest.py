@@ -36,9 +36,9 @@ def make_generator(
     """A generator on a fresh load of the model in ``base_dir`` (None: the embedded default),
     with its adapter pool over the registry at ``root``."""
     base = (
-        load_base_model(base_dir, device="cpu")
+        load_base_model(base_dir, device="cpu", grounding="none")
         if base_dir is not None
-        else load_base_model(device="cpu")
+        else load_base_model(device="cpu", grounding="none")
     )
     pool = AdapterPool(base, AdapterRegistry(root), PoolSettings(root, max_loaded=max_loaded))
     return HFGenerator(base, pool, GeneratorSettings(context_window=context_window)), pool
@@ -52,7 +52,7 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_base(tiny_llama_dir: Path) -> LoadedModel:
     """A fresh copy in memory for every test (LoRA changes the model it is put on)."""
-    return load_base_model(tiny_llama_dir, device="cpu")
+    return load_base_model(tiny_llama_dir, device="cpu", grounding="none")
 
 
 def spec_for(kind: str, **overrides: Any) -> Any:
@@ -106,7 +106,7 @@ def build_adapter(
     **spec: Any,
 ) -> Path:
     """Build, perturb and save an adapter of a kind on a fresh copy of the base in ``base_dir``."""
-    base = load_base_model(base_dir, device="cpu")
+    base = load_base_model(base_dir, device="cpu", grounding="none")
     peft_model = new_adapter(base, spec_for(kind, **spec))
     perturb(peft_model, seed)
     card = AdapterCard(

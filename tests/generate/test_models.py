@@ -102,7 +102,7 @@ def greedy(loaded: models.LoadedModel, question: str, new_tokens: int = 8) -> li
 
 
 def test_loads_a_local_folder(tiny_dir: Path) -> None:
-    loaded = load_base_model(tiny_dir, device="cpu")
+    loaded = load_base_model(tiny_dir, device="cpu", grounding="none")
     assert loaded.name == str(tiny_dir.resolve())
     assert loaded.path == tiny_dir.resolve()
     assert (loaded.device, loaded.dtype) == ("cpu", "float32")
@@ -116,14 +116,14 @@ def test_loads_a_local_folder(tiny_dir: Path) -> None:
 def test_auto_device_is_cpu_without_cuda(tiny_dir: Path) -> None:
     import torch
 
-    loaded = load_base_model(tiny_dir)
+    loaded = load_base_model(tiny_dir, grounding="none")
     assert loaded.device == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_bfloat16_loads_on_cpu(tiny_dir: Path) -> None:
     import torch
 
-    loaded = load_base_model(tiny_dir, device="cpu", dtype="bfloat16")
+    loaded = load_base_model(tiny_dir, device="cpu", dtype="bfloat16", grounding="none")
     assert loaded.model.dtype == torch.bfloat16
     assert loaded.dtype == "bfloat16"
     # The hash names the stored weights, not the dtype they were loaded in.
@@ -132,12 +132,12 @@ def test_bfloat16_loads_on_cpu(tiny_dir: Path) -> None:
 
 def test_float16_on_cpu_is_refused(tiny_dir: Path) -> None:
     with pytest.raises(ModelError, match="float16 is not supported on the CPU"):
-        load_base_model(tiny_dir, device="cpu", dtype="float16")
+        load_base_model(tiny_dir, device="cpu", dtype="float16", grounding="none")
 
 
 def test_unknown_dtype_is_refused(tiny_dir: Path) -> None:
     with pytest.raises(ModelError, match="choose one of float32, bfloat16, float16"):
-        load_base_model(tiny_dir, dtype="fp8")
+        load_base_model(tiny_dir, dtype="fp8", grounding="none")
 
 
 def test_cuda_without_cuda_is_refused(tiny_dir: Path) -> None:
@@ -146,12 +146,12 @@ def test_cuda_without_cuda_is_refused(tiny_dir: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA is present")
     with pytest.raises(ModelError, match="CUDA is not available"):
-        load_base_model(tiny_dir, device="cuda")
+        load_base_model(tiny_dir, device="cuda", grounding="none")
 
 
 def test_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="neither an embedded model") as info:
-        load_base_model(tmp_path / "nope")
+        load_base_model(tmp_path / "nope", grounding="none")
     assert isinstance(info.value, RagtuneError)
     assert "smollm2-135m-instruct" in str(info.value)
 
@@ -165,7 +165,7 @@ def test_hub_id_is_never_downloaded() -> None:
 def test_folder_without_a_model_lists_every_problem(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelError) as info:
-        load_base_model(tmp_path)
+        load_base_model(tmp_path, grounding="none")
     message = str(info.value)
     assert "not a Hugging Face model folder" in message
     assert "no *.safetensors weights" in message
@@ -177,7 +177,7 @@ def test_broken_config_is_a_model_error(tmp_path: Path) -> None:
     folder = save_tiny(tmp_path / "m")
     (folder / "config.json").write_text('{"model_type": "no-such-architecture"}')
     with pytest.raises(ModelError, match="cannot load the model"):
-        load_base_model(folder, device="cpu")
+        load_base_model(folder, device="cpu", grounding="none")
 
 
 # --- weights hash ----------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_embedded_model_converts_once_then_loads_the_cache(fake_embedded: dict[s
     import torch
 
     cache = fake_embedded["cache"]
-    first = load_base_model("tiny-embedded", cache_dir=cache, device="cpu")
+    first = load_base_model("tiny-embedded", cache_dir=cache, device="cpu", grounding="none")
     assert fake_embedded["reads"] == 1
     assert first.name == "tiny-embedded"
     assert first.path.parent == cache and first.path.name.startswith("tiny-embedded-")
@@ -246,7 +246,7 @@ def test_embedded_model_converts_once_then_loads_the_cache(fake_embedded: dict[s
     }
     assert "quantization_config" not in json.loads((first.path / "config.json").read_text())
 
-    again = load_base_model("TINY-EMBEDDED", cache_dir=cache, device="cpu")
+    again = load_base_model("TINY-EMBEDDED", cache_dir=cache, device="cpu", grounding="none")
     assert fake_embedded["reads"] == 1
     assert again.path == first.path and again.weights_sha256 == first.weights_sha256
     ids = torch.tensor([[1, 5, 6, 7, 8]])
@@ -332,7 +332,7 @@ def test_embedded_smollm2_converts_and_reloads_fast(
         return captured["model"], captured["tokenizer"]
 
     monkeypatch.setattr(models, "_load_gguf", spy)
-    converted = load_base_model(cache_dir=tmp_path, device="cpu")
+    converted = load_base_model(cache_dir=tmp_path, device="cpu", grounding="none")
     source = models.LoadedModel(
         captured["model"].eval(), captured["tokenizer"], "gguf", tmp_path, "", "cpu", "float32", 0.0
     )
@@ -341,7 +341,9 @@ def test_embedded_smollm2_converts_and_reloads_fast(
     assert captured["tokenizer"].decode(expected).startswith("The capital of France is Paris")
 
     captured.clear()
-    reloads = [load_base_model(cache_dir=tmp_path, device="cpu") for _ in range(3)]
+    reloads = [
+        load_base_model(cache_dir=tmp_path, device="cpu", grounding="none") for _ in range(3)
+    ]
     assert captured == {}  # served from the safetensors cache, the GGUF was not read again
     assert all(r.weights_sha256 == converted.weights_sha256 for r in reloads)
     # Goal is well under a second; the bound leaves room for a busy shared machine.

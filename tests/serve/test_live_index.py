@@ -49,7 +49,11 @@ def test_a_running_server_stops_serving_a_removed_document(
             "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
             "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
             "retriever": {"type": "hybrid", "index": str(tmp_path / "index"), "top_k": 3},
-            "generator": {"model": str(save_tiny(tmp_path / "llama")), "max_new_tokens": 4},
+            "generator": {
+                "model": str(save_tiny(tmp_path / "llama")),
+                "grounding": "none",
+                "max_new_tokens": 4,
+            },
             "checker": {"signals": [], "on_unsupported": "flag"},
             "serve": {"keys": [{"tenant": "acme", "key_sha256": hash_key(KEY)}]},
         }

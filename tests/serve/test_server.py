@@ -51,6 +51,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dic
         "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
         "generator": {
             "model": str(llama),
+            "grounding": "none",
             "device": "cpu",
             "max_new_tokens": 8,
             "max_batch_size": 4,
