@@ -62,7 +62,10 @@ class TrainSettings:
     batch_size: Annotated[int, Ge(1), Le(512)] = 4
     grad_accum: Annotated[int, Ge(1), Le(512)] = 1
     max_steps: Annotated[int, Ge(1)] = 200
-    """Optimiser steps (each of ``batch_size * grad_accum`` examples)."""
+    """Optimiser steps (each of ``batch_size * grad_accum`` examples) at most."""
+    max_epochs: Annotated[float, Gt(0.0)] = 100.0
+    """Passes over the training examples at most: training ends at whichever of
+    ``max_steps`` and ``max_epochs`` comes first (and the schedule is laid over that)."""
     eval_every: Annotated[int, Ge(1)] = 25
     """Steps between validation-loss measurements."""
     patience: Annotated[int, Ge(1)] = 3
@@ -75,6 +78,11 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         check_bounds(self)
+
+    def total_steps(self, examples: int) -> int:
+        """The optimiser steps a run over ``examples`` training examples takes."""
+        per_step = self.batch_size * self.grad_accum
+        return max(1, min(self.max_steps, math.ceil(self.max_epochs * examples / per_step)))
 
 
 @dataclass(frozen=True)
@@ -269,15 +277,15 @@ def batch_loss(model: Any, batch: Sequence[Encoded], pad_id: int, device: Any) -
     )
 
 
-def _lr_factor(settings: TrainSettings) -> Callable[[int], float]:
-    warmup = int(settings.max_steps * settings.warmup_share)
+def _lr_factor(settings: TrainSettings, total: int) -> Callable[[int], float]:
+    warmup = int(total * settings.warmup_share)
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
         if settings.schedule == "constant":
             return 1.0
-        progress = (step - warmup) / max(1, settings.max_steps - warmup)
+        progress = (step - warmup) / max(1, total - warmup)
         if settings.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
         return max(0.0, 1.0 - progress)
@@ -346,7 +354,8 @@ def train(
     optimiser = torch.optim.AdamW(
         params, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(settings))
+    total = settings.total_steps(len(train_items))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_factor(settings, total))
     state = _State()
     best = _trainable(model)
     resumed_from = None
@@ -361,7 +370,7 @@ def train(
         state = _State(**saved["state"])
         resumed_from = state.step
     model.train()
-    while state.step < settings.max_steps:
+    while state.step < total:
         started = time.perf_counter()
         step_loss = 0.0
         micro_batches = [
@@ -383,7 +392,7 @@ def train(
         state.seconds += time.perf_counter() - started
         state.losses.append(step_loss)
         measured = None
-        if state.step % settings.eval_every == 0 or state.step == settings.max_steps:
+        if state.step % settings.eval_every == 0 or state.step == total:
             measured = validation_loss(model, validation_items, pad_id, settings.batch_size)
             if measured is not None:
                 state.validation.append((state.step, measured))
@@ -396,10 +405,10 @@ def train(
                 best, state.best_step = _trainable(model), state.step
         if progress is not None:
             rate = state.tokens / state.seconds if state.seconds else 0.0
-            progress(TrainProgress(state.step, settings.max_steps, step_loss, rate, measured))
+            progress(TrainProgress(state.step, total, step_loss, rate, measured))
         stop = state.bad_evals >= settings.patience
         if checkpoint_dir is not None and (
-            state.step % settings.checkpoint_every == 0 or stop or state.step == settings.max_steps
+            state.step % settings.checkpoint_every == 0 or stop or state.step == total
         ):
             _save_checkpoint(checkpoint_dir, model, optimiser, schedule, best, state)
         if stop:

@@ -62,3 +62,15 @@ def test_a_gold_window_without_the_answer_teaches_the_abstention() -> None:
     target = tokenizer.decode([t for t in cut.labels if t != -100])
     assert ABSTENTION in target and len(cut.input_ids) < len(whole.input_ids)
     assert "1901 [1]." in tokenizer.decode([t for t in whole.labels if t != -100])
+
+
+def test_training_ends_at_the_first_of_max_steps_and_max_epochs() -> None:
+    from ragtune.train.loop import TrainSettings
+
+    one_epoch = TrainSettings(batch_size=8, grad_accum=2, max_steps=10_000, max_epochs=1.0)
+    assert one_epoch.total_steps(3300) == 207  # ceil(3300 / 16)
+    capped = TrainSettings(batch_size=8, max_steps=50, max_epochs=3.0)
+    assert capped.total_steps(3300) == 50
+    assert TrainSettings(max_epochs=0.5, batch_size=4).total_steps(10) == 2
+    with pytest.raises(ValueError, match="max_epochs must be > 0"):
+        TrainSettings(max_epochs=0)
