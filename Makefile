@@ -29,8 +29,8 @@ demo: $(STAMP)
 	$(BIN)/ragtune ask --config configs/default.yaml --index indexes/demo --questions examples/questions.txt
 
 lint: $(STAMP)
-	$(BIN)/ruff check ragtune tests benchmarks
-	$(BIN)/ruff format --check ragtune tests benchmarks
+	$(BIN)/ruff check ragtune tests benchmarks scripts
+	$(BIN)/ruff format --check ragtune tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -17,6 +17,9 @@ Definitions:
 * ``citations.recall`` / ``precision``: ALCE, per answer, over answers that are not abstentions;
   ``supported_sentences``: the share of all checked sentences (kept or dropped) judged supported.
 * ``abstention.on_unanswerable`` / ``on_answerable``: the share of those questions abstained on.
+* ``squad2.overall_f1`` / ``overall_em``: SQuAD 2.0's summary over all questions (an abstention
+  on an unanswerable question scores 1, an answer 0); its HasAns F1 is ``answer.f1`` and its
+  NoAns accuracy ``abstention.on_unanswerable``, so the figures sit beside published ones.
 """
 
 from __future__ import annotations
@@ -123,6 +126,19 @@ def _abstained(answerable: bool) -> Callable[[Record], Part]:
     return part
 
 
+def _squad2(fn: Callable[[str, Sequence[str]], float]) -> Callable[[Record], Part]:
+    """SQuAD 2.0's own scoring over every question (Rajpurkar, Jia and Liang, 2018): an
+    answerable question scores ``fn`` of the answer (0 when abstaining), an unanswerable one 1
+    when the assistant abstains and 0 when it answers."""
+
+    def part(record: Record) -> Part:
+        if not record["answerable"]:
+            return (float(record["abstained"]), 1.0)
+        return (fn(_prediction(record), record["answers"]), 1.0)
+
+    return part
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("retrieval.recall@1", _with_gold_passage(lambda r, g: recall_at_k(r, g, 1))),
     Metric("retrieval.recall@5", _with_gold_passage(lambda r, g: recall_at_k(r, g, 5))),
@@ -137,6 +153,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("citations.supported_sentences", _supported),
     Metric("abstention.on_unanswerable", _abstained(False)),
     Metric("abstention.on_answerable", _abstained(True), higher_is_better=False),
+    Metric("squad2.overall_f1", _squad2(token_f1)),
+    Metric("squad2.overall_em", _squad2(exact_match)),
 )
 """Every metric of a run, in the order reports show them."""
 

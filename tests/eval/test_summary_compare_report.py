@@ -147,3 +147,18 @@ def test_report_writes_markdown_and_a_self_contained_html(tmp_path: Path) -> Non
     assert page.count("data:image/png;base64,") == 4
     assert "report_files" not in page  # nothing outside the file
     assert "<th>lora</th>" in page and "It is blue [1]." in page
+
+
+def test_squad2_overall_scores_abstaining_on_unanswerable_as_right() -> None:
+    records = [
+        record("a", answer="30 days [1]."),  # F1 1
+        record("b", answer="two weeks [1]."),  # F1 0
+        record("c", abstained=True, answer="I don't know"),  # answerable, abstained: 0
+        record("u1", answerable=False, abstained=True, gold=None),  # right: 1
+        record("u2", answerable=False, answer="Friday [1].", gold=None),  # wrong: 0
+    ]
+    summary = summarise(records)
+    assert summary["squad2"]["overall_f1"] == pytest.approx(2 / 5)
+    assert summary["squad2"]["overall_em"] == pytest.approx(2 / 5)
+    assert summary["answer"]["f1"] == pytest.approx(1 / 3)  # HasAns F1
+    assert summary["abstention"]["on_unanswerable"] == pytest.approx(1 / 2)  # NoAns accuracy
