@@ -160,5 +160,5 @@ def test_squad2_overall_scores_abstaining_on_unanswerable_as_right() -> None:
     summary = summarise(records)
     assert summary["squad2"]["overall_f1"] == pytest.approx(2 / 5)
     assert summary["squad2"]["overall_em"] == pytest.approx(2 / 5)
-    assert summary["answer"]["f1"] == pytest.approx(1 / 3)  # HasAns F1
+    assert summary["answer"]["f1"] == pytest.approx(1 / 3, abs=1e-4)  # HasAns F1
     assert summary["abstention"]["on_unanswerable"] == pytest.approx(1 / 2)  # NoAns accuracy
