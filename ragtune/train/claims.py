@@ -318,7 +318,9 @@ def _pairs(ctx: _Context, rng: random.Random) -> list[tuple[str, str | None, str
 
     out: list[tuple[str, str | None, str, str | None]] = []
     near = pick(ctx.same_passage, base) or pick(ctx.other_passages, base)
-    out.append(("answer", q.question, a, near))
+    # A generated short answer is checked as a sentence ("1763 [2]." -> "1763."): half end so.
+    stop = "." if rng.random() < 0.5 else ""
+    out.append(("answer", q.question, a + stop, near and near + stop))
     if restated:
         out.append(("restated", q.question, restated, near and _swap(restated, a, near)))
     if para:
@@ -348,7 +350,7 @@ def _pairs(ctx: _Context, rng: random.Random) -> list[tuple[str, str | None, str
     ]
     if others:
         oq, oa = rng.choice(others)
-        out.append(("other_question", oq, oa, oa))
+        out.append(("other_question", oq, oa + stop, oa + stop))
     return out
 
 
