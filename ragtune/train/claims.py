@@ -217,9 +217,15 @@ def _values(text: str) -> list[str]:
     found = [m.group(0) for m in _DATE.finditer(text)]
     found += [m.group(0) for m in _NUMBER.finditer(text) if not _DATE.fullmatch(m.group(0))]
     for match in _NAME.finditer(text):
-        name = re.sub(r"^(The|A|An)\s+", "", match.group(0))
-        if name.lower() not in _NOT_NAMES and len(name) > 1:
-            found.append(name)
+        words = match.group(0).split()
+        while len(words) > 1 and words[0].lower() in _NOT_NAMES:
+            words = words[1:]  # "Though Chopin" -> "Chopin"
+        name = re.sub(r"['’]s?$", "", " ".join(words))
+        before = text[: match.start()].rstrip()
+        opening = not before or before[-1] in ".!?\"'(:;"
+        if name.lower() in _NOT_NAMES or len(name) < 2 or (opening and " " not in name):
+            continue  # a capitalised word opening a sentence is seldom a name
+        found.append(name)
     return list(dict.fromkeys(v.strip() for v in found if v.strip()))
 
 
@@ -264,6 +270,8 @@ def _window(sentence: str, answer: str, words: int) -> str | None:
     before = sentence[:at].split()[-words:]
     after = sentence[at + len(answer) :].split()[:words]
     tokens = [t for t in [*before, answer, *after] if re.search(r"\w", t)]
+    while len(tokens) > 1 and tokens[-1].lower().strip(",;:.") in _STOP | _NOT_NAMES:
+        tokens.pop()  # a window ends on a content word, not on "at." or "the."
     claim = re.sub(r"\s+([,;:.!?])", r"\1", " ".join(tokens)).strip(" ,;:.")
     if len(claim.split()) < 4 or claim == sentence.strip().rstrip("."):
         return None
@@ -342,7 +350,7 @@ def _pairs(ctx: _Context, rng: random.Random) -> list[tuple[str, str | None, str
         joined = _join(ctx.sentences[first], ctx.sentences[second])
         details = [p for p in ctx.article_phrases if p.lower() not in ctx.evidence.lower()]
         detail = rng.choice(details) if details and rng.random() < 0.5 else rng.choice(_DETAILS)
-        out.append(("two_sentences", q.question, joined, _with_detail(base, detail)))
+        out.append(("two_sentences", q.question, joined, _with_detail(plain, detail)))
     others = [
         (oq, oa)
         for oq, oa in ctx.others

@@ -320,12 +320,33 @@ _DO = re.compile(
     r"(did|does|do)\s+(.+?)\?*$",
     re.I,
 )
-_SUBJECT = re.compile(
-    r"^(?:who|what|which(?:\s+\w+){1,3}?|what(?:\s+\w+){1,3}?)\s+(\w+)(.*?)\?*$", re.I
-)
 _NOT_VERB = frozenset(
-    ["did", "does", "do", "is", "was", "are", "were", "the", "a", "an", "of", "in"]
+    [
+        "did",
+        "does",
+        "do",
+        "is",
+        "was",
+        "are",
+        "were",
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "from",
+        "by",
+        "with",
+        "and",
+        "or",
+        "as",
+    ]
 )
+_PAST = frozenset(_IRREGULAR_PAST.values()) | {"is", "are", "has", "have", "can", "will"}
 
 
 def restate(question: str, answer: str, *, evidence: str = "") -> str | None:
@@ -351,12 +372,23 @@ def restate(question: str, answer: str, *, evidence: str = "") -> str | None:
     do = _DO.match(q)
     if do:
         return _restate_do(do.group(1).lower(), do.group(2).lower(), do.group(3), answer, evidence)
-    subject = _SUBJECT.match(q)
-    if subject and subject.group(1).lower() not in _NOT_VERB:
-        verb = subject.group(1)
-        if verb.lower().endswith(("ed", "s")) or verb.lower() in _PARTICIPLES.values():
-            return _upper_start(f"{answer} {verb}{subject.group(2)}.")
+    words = q.split()
+    if words and words[0].lower() in ("who", "what", "which"):
+        for n in range(1, min(4, len(words))):
+            verb = words[n].lower()
+            if verb in _NOT_VERB - {"is", "was", "are", "were"}:
+                break
+            if verb.endswith("ed") or verb in _PAST or verb in ("is", "was", "are", "were"):
+                return _upper_start(f"{answer} {' '.join(words[n:])}.")
     return None
+
+
+def _third_person(verb: str) -> str:
+    if verb.endswith(("s", "sh", "ch", "x", "o")):
+        return verb + "es"
+    if verb.endswith("y") and len(verb) > 2 and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
 
 
 def _restate_do(wh: str, aux: str, rest: str, answer: str, evidence: str) -> str | None:
@@ -365,8 +397,12 @@ def _restate_do(wh: str, aux: str, rest: str, answer: str, evidence: str) -> str
     for i, word in enumerate(words[1:], start=1):
         if not word.isalpha() or not word.islower() or words[i - 1].lower() == "to":
             continue
-        form = past_tense(word) if aux == "did" else (word + "s" if aux == "does" else word)
-        if not re.search(rf"\b{re.escape(form)}\b", lowered) and aux == "did":
+        if word in _NOT_VERB or word in _LOWER_STARTS:
+            continue
+        form = (
+            past_tense(word) if aux == "did" else (_third_person(word) if aux == "does" else word)
+        )
+        if not re.search(rf"\b{re.escape(form)}\b", lowered):
             continue
         subject, tail = " ".join(words[:i]), " ".join(words[i + 1 :])
         head = f"{_lower_start(subject)} {form}"
