@@ -226,9 +226,7 @@ class SupportModel:
         return [float(v) for v in self.logits(rows)] if rows else []
 
 
-def load_support_model(
-    folder: Path, base: Path, *, batch_size: int = 32, threads: int | None = None
-) -> SupportModel:
+def load_support_model(folder: Path, base: Path, *, batch_size: int = 32) -> SupportModel:
     """Load the support model in ``folder`` on the CPU, its frozen tensors from ``base`` (the
     folder of the model its card names: resolve ``card.base_model`` with
     :func:`ragtune.index.embedders.resolve_embedder_path`).
@@ -237,7 +235,6 @@ def load_support_model(
     weights do not match the card's hash (a damaged or replaced file), or ``base`` is not the
     base the model was trained from.
     """
-    import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -253,8 +250,6 @@ def load_support_model(
             f"the support model in {folder} was trained from another base model than {base} "
             f"(its card names {card.base_model!r}): {_REBUILD}"
         )
-    if threads:
-        torch.set_num_threads(threads)
     try:
         config = AutoConfig.from_pretrained(str(folder))
         model = AutoModelForSequenceClassification.from_config(config)
