@@ -131,70 +131,17 @@ _NUMBER = re.compile(
 _NAME = re.compile(r"\b[A-Z][\w'’.-]*[a-z][\w'’-]*(?:\s+(?:of\s+|de\s+|the\s+)?[A-Z][\w'’-]+)*")
 _NOT_NAMES = frozenset(
     [
-        "the",
-        "a",
-        "an",
-        "in",
-        "on",
-        "at",
-        "it",
-        "he",
-        "she",
-        "they",
-        "this",
-        "these",
-        "those",
-        "however",
-        "his",
-        "her",
-        "their",
-        "its",
-        "after",
-        "before",
-        "during",
-        "when",
-        "while",
-        "although",
-        "though",
-        "as",
-        "by",
-        "for",
-        "from",
-        "with",
-        "there",
-        "some",
-        "many",
-        "most",
+        "the", "a", "an", "in", "on", "at", "it", "he", "she", "they", "this", "these", "those",
+        "however", "his", "her", "their", "its", "after", "before", "during", "when", "while",
+        "although", "though", "as", "by", "for", "from", "with", "there", "some", "many", "most",
     ]
-)
+)  # fmt: skip
 _STOP = frozenset(
     [
-        "a",
-        "an",
-        "the",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "and",
-        "or",
-        "by",
-        "with",
-        "from",
-        "as",
-        "is",
-        "was",
-        "are",
-        "were",
-        "be",
-        "its",
-        "his",
-        "her",
-        "their",
+        "a", "an", "the", "of", "in", "on", "at", "to", "for", "and", "or", "by", "with", "from",
+        "as", "is", "was", "are", "were", "be", "its", "his", "her", "their",
     ]
-)
+)  # fmt: skip
 
 
 def value_type(text: str) -> str:

@@ -110,33 +110,11 @@ _AUX = re.compile(
 )
 _LOWER_STARTS = frozenset(
     [
-        "the",
-        "a",
-        "an",
-        "this",
-        "these",
-        "those",
-        "it",
-        "its",
-        "he",
-        "she",
-        "they",
-        "his",
-        "her",
-        "their",
-        "many",
-        "some",
-        "most",
-        "several",
-        "each",
-        "every",
-        "all",
-        "both",
-        "one",
-        "two",
+        "the", "a", "an", "this", "these", "those", "it", "its", "he", "she", "they", "his", "her",
+        "their", "many", "some", "most", "several", "each", "every", "all", "both", "one", "two",
         "three",
     ]
-)
+)  # fmt: skip
 _DROPPABLE = re.compile(r",?\s*\b(also|very|quite|really|indeed|actually|then|still)\b,?", re.I)
 _LEADING = re.compile(
     r"^(In|On|During|After|Before|By|Since|From|At|Following|Despite|According to|Under|"
@@ -322,30 +300,10 @@ _DO = re.compile(
 )
 _NOT_VERB = frozenset(
     [
-        "did",
-        "does",
-        "do",
-        "is",
-        "was",
-        "are",
-        "were",
-        "the",
-        "a",
-        "an",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "from",
-        "by",
-        "with",
-        "and",
-        "or",
-        "as",
+        "did", "does", "do", "is", "was", "are", "were", "the", "a", "an", "of", "in", "on", "at",
+        "to", "for", "from", "by", "with", "and", "or", "as",
     ]
-)
+)  # fmt: skip
 _PAST = frozenset(_IRREGULAR_PAST.values()) | {"is", "are", "has", "have", "can", "will"}
 
 
