@@ -13,7 +13,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -352,6 +352,55 @@ def article_part(title: str, seed: int = 0) -> str:
     if draw(seed) < 0.3:
         return "held"
     return "dev" if draw(seed + 1) < 0.15 else "train"
+
+
+def support_calibration_articles(titles: Sequence[str], share: float, seed: int = 0) -> set[str]:
+    """The ``train`` articles whose claims calibrate the support model (never trained on):
+    about ``share`` of ``titles`` by a seeded hash of the title, at least one when there are
+    two or more (``scripts/train_support_model.py``; ``benchmarks/checker_auroc.py`` refits the
+    older signal sets on the same claims)."""
+    import hashlib
+
+    def draw(title: str) -> float:
+        digest = hashlib.sha256(f"support-calibration:{seed}:{title}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    chosen = {t for t in titles if draw(t) < share}
+    if not chosen and len(titles) > 1:
+        chosen = {min(titles, key=draw)}
+    return chosen
+
+
+def squad_claims(data: Path, articles: Callable[[str], bool], *, seed: int = 0) -> list[Any]:
+    """Every generated claim (:func:`ragtune.train.claims.build_claims`) of the answerable
+    squad-dev questions of the articles ``articles(title)`` accepts."""
+    from ragtune.train.claims import SourceQuestion, build_claims
+
+    passages = {r["id"]: r["text"] for r in read_jsonl(data / "passages.jsonl")}
+    questions = [
+        SourceQuestion(r["id"], r["question"], tuple(r["answers"]), r["passage_id"], r["title"])
+        for r in read_jsonl(data / "questions.jsonl")
+        if r.get("answerable", True) and articles(r["title"])
+    ]
+    return build_claims(passages, questions, seed=seed)
+
+
+def sample_claims(claims: Sequence[Any], limit: int, seed: int = 0) -> list[Any]:
+    """Whole questions' claims in a seeded order until ``limit`` claims, in their first order."""
+    import random
+    from collections import defaultdict
+
+    by_question: dict[str, list[int]] = defaultdict(list)
+    for i, claim in enumerate(claims):
+        by_question[claim.question_id].append(i)
+    ids = sorted(by_question)
+    random.Random(seed).shuffle(ids)
+    keep: list[int] = []
+    for qid in ids:
+        if len(keep) >= limit:
+            break
+        keep += by_question[qid]
+    return [claims[i] for i in sorted(keep)]
 
 
 def write_article_split(data: Path, out: Path, *, seed: int = 0) -> dict[str, Path]:

@@ -126,6 +126,7 @@ class Assistant:
                     calibrations=calibrations,
                     embedder=embedder if "similarity" in cfg.checker.signals else None,
                     evidence_model=generator if "evidence" in cfg.checker.signals else None,
+                    support_model=cfg.build_support_model(),
                     min_support=cfg.checker.min_support,
                 )
                 checker = SupportCitationChecker(scorer, attribute=cfg.checker.attribute_uncited)

@@ -60,6 +60,7 @@ from ragtune.yaml_loading import explain_yaml_booleans, load_yaml
 
 if TYPE_CHECKING:
     from ragtune.check.support import Calibration
+    from ragtune.check.support_model import SupportModel
     from ragtune.generate.generator import HFGenerator
     from ragtune.index.embedders import SentenceTransformerEmbedder
     from ragtune.indexing import BuildSettings
@@ -512,6 +513,22 @@ class RagtuneConfig(_Strict):
         if folder is None or not (folder / ANSWERABILITY_FILE).is_file():
             return None
         return load_answerability(folder / ANSWERABILITY_FILE)
+
+    def build_support_model(self) -> SupportModel | None:
+        """The checker's support model when ``checker.signals`` names it (loaded on the CPU,
+        its frozen part from the base model its card names); else None."""
+        from ragtune.check.support_model import (
+            load_support_model,
+            read_support_card,
+            support_model_folder,
+        )
+        from ragtune.index.embedders import resolve_embedder_path
+
+        if "support_model" not in self.checker.signals:
+            return None
+        folder = support_model_folder(self.checker.support_model_folder)
+        card = read_support_card(folder)
+        return load_support_model(folder, resolve_embedder_path(card.base_model))
 
     def build_generator(self) -> HFGenerator:
         """Load the base model and open the adapter registry (no adapter is chosen here)."""

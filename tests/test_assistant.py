@@ -301,6 +301,13 @@ def test_cli_check_writes_one_line_per_claim(tmp_path: Path) -> None:
     scores = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(scores) == 2 and all(set(s) == {"score", "supported"} for s in scores)
     assert scores[0]["supported"] and not scores[1]["supported"]
+    explained = tmp_path / "explained.jsonl"
+    args = ["check", str(claims), "--lexical-only", "--explain", "--out", str(explained)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in explained.read_text().splitlines()]
+    assert rows[1]["missing"]["numbers"] == ["90"] and rows[1]["signals"]["numbers"] == 0.0
+    assert rows[0]["missing"] == {"words": [], "numbers": [], "names": []}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"claim": 3}\n')
     result = CliRunner().invoke(app, ["check", str(bad), "--lexical-only"])

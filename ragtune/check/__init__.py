@@ -14,15 +14,18 @@ from ragtune.check.citations import (
     split_sentences,
     strip_markers,
 )
+from ragtune.check.signals import missing_terms
 from ragtune.check.support import (
     Calibration,
     ClaimItem,
     SupportChecker,
     SupportScore,
     auroc,
+    choose_threshold,
     fit_calibration,
     load_calibrations,
 )
+from ragtune.check.support_model import SupportModel, load_support_model
 
 __all__ = [
     "AlceScore",
@@ -34,12 +37,16 @@ __all__ = [
     "ParsedSentence",
     "SupportChecker",
     "SupportCitationChecker",
+    "SupportModel",
     "SupportScore",
     "alce_scores",
     "auroc",
+    "choose_threshold",
     "fit_calibration",
     "load_calibrations",
+    "load_support_model",
     "markers",
+    "missing_terms",
     "parse_answer",
     "split_sentences",
     "strip_markers",

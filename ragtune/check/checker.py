@@ -36,14 +36,18 @@ __all__ = ["CheckResult", "CheckerSettings", "CitationChecker", "SupportCitation
 class CheckerSettings:
     """Which signals score support, the threshold, and post-hoc attribution."""
 
-    signals: tuple[Literal["similarity", "evidence"], ...] = ("similarity",)
-    """Signals beyond the lexical ones: embedder similarity, the base model's evidence."""
+    signals: tuple[Literal["similarity", "evidence", "support_model"], ...] = ("similarity",)
+    """Signals beyond the lexical ones: embedder similarity, the base model's evidence, the
+    trained support model (:mod:`ragtune.check.support_model`)."""
     min_support: Annotated[float, Ge(0.0), Le(1.0)] | None = None
     """A support probability threshold; None: the calibrated one."""
     attribute_uncited: bool = True
     """Give a sentence the model left without a marker the passage that supports it."""
     calibration: Path | None = None
     """A calibration file from ``ragtune check --calibrate``; None: the shipped one."""
+    support_model_folder: Path | None = None
+    """The support model's folder (``scripts/train_support_model.py``); None: the shipped one.
+    Used when ``signals`` names ``support_model``."""
 
     def __post_init__(self) -> None:
         check_bounds(self)

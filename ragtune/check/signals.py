@@ -33,6 +33,7 @@ __all__ = [
     "bound_numbers",
     "content_words",
     "lexical_signals",
+    "missing_terms",
     "names",
     "negations",
     "numbers",
@@ -312,4 +313,21 @@ def lexical_signals(claim: str, passages: Sequence[str]) -> dict[str, float]:
         "numbers": bound_numbers(claim_numbers, wanted, passages),
         "names": _share(claim_names, names(text) | words_in_text),
         "negation": negation,
+    }
+
+
+def missing_terms(claim: str, passages: Sequence[str]) -> dict[str, list[str]]:
+    """The claim's content words (stemmed), numbers and names that the passages lack: the
+    explanation behind low ``coverage``, ``numbers`` and ``names`` signals.
+
+    >>> missing_terms("The motor is covered for ten years by Bosch.", ["The motor is covered for two years."])
+    {'words': ['bosch'], 'numbers': ['10'], 'names': ['bosch']}
+    """
+    text = "\n".join(passages)
+    words = set(content_words(text))
+    present = words | {w.lower() for w in _WORD.findall(text)}
+    return {
+        "words": [w for w in dict.fromkeys(content_words(claim)) if w not in words],
+        "numbers": sorted(numbers(claim) - numbers(text)),
+        "names": sorted(n for n in names(claim) if n not in present),
     }

@@ -8,12 +8,19 @@ fitted on labelled claims (:func:`fit_calibration`), never set by hand:
 * ``similarity``: the highest cosine between the claim and a sentence of the cited passages,
   with the retrieval embedder;
 * ``evidence``: the generator's own view, (log p(claim | passage) - log p(claim | no passage))
-  per claim token: how much reading the passage makes the model expect the claim.
+  per claim token: how much reading the passage makes the model expect the claim;
+* ``support_model``: the logit of a cross-encoder trained to tell supported claims from hard
+  unsupported ones (:mod:`ragtune.check.support_model`): it reads the question, the claim and
+  the passage together, so a paraphrase can pass and a swapped name, a negation or an answer to
+  another question can fail, which word overlap cannot tell apart.
 
 The signals available decide the calibration used (a checker without a generator uses one
 fitted without ``evidence``). The shipped calibrations live in ``calibration.json`` next to
-this module, written by ``benchmarks/checker_auroc.py`` from squad-dev training articles; users
-refit on their own labelled claims with ``ragtune check --calibrate``.
+this module, written by ``benchmarks/checker_auroc.py`` from squad-dev training articles; those
+of the sets with ``support_model`` ship with the model, fitted for its weights. Users refit on
+their own labelled claims with ``ragtune check --calibrate``. The lexical signals are computed
+whatever the set: they stay in every score as its explanation (:func:`~ragtune.check.signals.missing_terms`
+says which words, numbers and names of a claim its passages lack).
 """
 
 from __future__ import annotations
@@ -44,14 +51,17 @@ __all__ = [
     "EvidenceModel",
     "SentenceEmbedder",
     "SupportChecker",
+    "SupportModelScorer",
     "SupportScore",
     "auroc",
+    "choose_threshold",
     "fit_calibration",
     "load_calibrations",
 ]
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 _EVIDENCE_CLIP = 4.0
+_LOGIT_CLIP = 12.0
 
 
 class SentenceEmbedder(Protocol):
@@ -68,6 +78,16 @@ class EvidenceModel(Protocol):
     def log_likelihoods(
         self, items: Sequence[tuple[Sequence[int], Sequence[int]]], *, adapter: AdapterChoice
     ) -> list[float]: ...
+
+
+class SupportModelScorer(Protocol):
+    """A trained support model (``SupportModel`` fits): a logit per claim, and the
+    calibrations fitted for it."""
+
+    @property
+    def calibrations(self) -> Mapping[str, Calibration]: ...
+
+    def support_logits(self, items: Sequence[ClaimItem]) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -154,7 +174,15 @@ def checkable(claim: str) -> bool:
     return bool(content_words(claim) or numbers(claim))
 
 
-def signal_set(similarity: bool, evidence: bool) -> tuple[str, tuple[str, ...]]:
+def signal_set(
+    similarity: bool, evidence: bool, support_model: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """The calibration key and the signal names of a set: the lexical signals, then the others
+    present (``all`` is lexical + similarity + evidence).
+
+    >>> signal_set(True, False, True)[0]
+    'lexical+similarity+support_model'
+    """
     names = list(LEXICAL_SIGNALS)
     if similarity:
         names.append("similarity")
@@ -167,14 +195,18 @@ def signal_set(similarity: bool, evidence: bool) -> tuple[str, tuple[str, ...]]:
         if similarity
         else ("lexical+evidence" if evidence else "lexical")
     )
+    if support_model:
+        names.append("support_model")
+        key += "+support_model"
     return key, tuple(names)
 
 
 class SupportChecker:
     """Scores claims against passages; see the module doc.
 
-    ``embedder`` and ``evidence_model`` are optional; without them their signals are left out
-    and the matching calibration is used. ``min_support`` overrides the calibrated threshold.
+    ``embedder``, ``evidence_model`` and ``support_model`` are optional; without them their
+    signals are left out and the matching calibration is used (``calibrations`` first, then
+    those the support model brings). ``min_support`` overrides the calibrated threshold.
     """
 
     def __init__(
@@ -182,14 +214,20 @@ class SupportChecker:
         *,
         embedder: SentenceEmbedder | None = None,
         evidence_model: EvidenceModel | None = None,
+        support_model: SupportModelScorer | None = None,
         calibrations: Mapping[str, Calibration] | None = None,
         min_support: float | None = None,
         max_passage_tokens: int = 160,
     ) -> None:
         self.embedder = embedder
         self.evidence_model = evidence_model
-        key, self.signals = signal_set(embedder is not None, evidence_model is not None)
+        self.support_model = support_model
+        key, self.signals = signal_set(
+            embedder is not None, evidence_model is not None, support_model is not None
+        )
         calibrations = calibrations if calibrations is not None else load_calibrations()
+        if support_model is not None:
+            calibrations = {**support_model.calibrations, **calibrations}
         if key not in calibrations:
             raise ConfigError(
                 "checker",
@@ -214,6 +252,10 @@ class SupportChecker:
         if self.evidence_model is not None:
             for row, value in zip(rows, self._evidence(items), strict=True):
                 row["evidence"] = value
+        if self.support_model is not None:
+            logits = self.support_model.support_logits(items)
+            for row, value in zip(rows, logits, strict=True):
+                row["support_model"] = round(max(min(value, _LOGIT_CLIP), -_LOGIT_CLIP), 4)
         return rows
 
     def score_many(self, items: Sequence[ClaimItem]) -> list[SupportScore]:
@@ -315,9 +357,11 @@ def fit_calibration(
     *,
     l2: float = 1e-2,
     source: str = "",
+    min_recall: float = 0.0,
 ) -> Calibration:
     """Fit a logistic model (Newton's method, L2-penalised) and the threshold that maximises
-    balanced accuracy on the same data."""
+    balanced accuracy on the same data among those that keep at least ``min_recall`` of the
+    supported claims (:func:`choose_threshold`)."""
     if len(rows) != len(labels) or len(set(labels)) < 2:
         raise ValueError("fitting needs matching rows and labels with both classes present")
     x = np.array([[float(r[s]) for s in signals] for r in rows])
@@ -338,7 +382,7 @@ def fit_calibration(
         if np.abs(step).max() < 1e-8:
             break
     probabilities = 1.0 / (1.0 + np.exp(-np.clip(z @ w, -40, 40)))
-    threshold = _best_threshold(probabilities, y)
+    threshold = choose_threshold(probabilities, y == 1, min_recall=min_recall)
     return Calibration(
         signals=tuple(signals),
         weights=tuple(float(v) for v in w[:-1]),
@@ -350,12 +394,29 @@ def fit_calibration(
     )
 
 
-def _best_threshold(probabilities: np.ndarray, y: np.ndarray) -> float:
-    best, best_t = -1.0, 0.5
-    for t in np.unique(np.round(probabilities, 4)):
-        predicted = probabilities >= t
-        tpr = float((predicted & (y == 1)).sum() / max((y == 1).sum(), 1))
-        tnr = float((~predicted & (y == 0)).sum() / max((y == 0).sum(), 1))
-        if (tpr + tnr) / 2 > best:
+def choose_threshold(
+    probabilities: Sequence[float] | np.ndarray,
+    labels: Sequence[bool] | np.ndarray,
+    *,
+    min_recall: float = 0.0,
+) -> float:
+    """The threshold (a probability rounded to 4 places) with the best balanced accuracy
+    (mean of the shares of supported claims kept and unsupported ones dropped) among those that
+    keep at least ``min_recall`` of the supported claims (the lowest score keeps them all, so
+    there is always one).
+
+    >>> choose_threshold([0.9, 0.8, 0.6, 0.2], [True, True, False, False])
+    0.8
+    >>> choose_threshold([0.9, 0.5, 0.6, 0.2], [True, True, False, False], min_recall=1.0)
+    0.5
+    """
+    p = np.asarray(probabilities, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    best, best_t = -1.0, float(np.round(p.min(), 4)) if len(p) else 0.5
+    for t in np.unique(np.round(p, 4)):
+        predicted = p >= t
+        tpr = float((predicted & y).sum() / max(y.sum(), 1))
+        tnr = float((~predicted & ~y).sum() / max((~y).sum(), 1))
+        if tpr >= min_recall and (tpr + tnr) / 2 > best:
             best, best_t = (tpr + tnr) / 2, float(t)
     return best_t

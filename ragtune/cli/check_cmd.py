@@ -57,9 +57,15 @@ def check(
     calibrate: bool = typer.Option(
         False, "--calibrate", help='FILE lines carry "supported": fit a calibration to --out.'
     ),
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help='Add each claim\'s "signals" and the words, numbers and names its passages lack ("missing").',
+    ),
 ) -> None:
     """Score each claim against its passages: one {"score", "supported"} line per input line, in order."""
     from ragtune.check import ClaimItem, SupportChecker
+    from ragtune.check.signals import missing_terms
     from ragtune.config import load_config
 
     items = _read(file, labelled=calibrate)
@@ -67,9 +73,11 @@ def check(
     signals = [] if lexical_only else list(cfg.checker.signals)
     embedder = cfg.embedder.build() if "similarity" in signals else None
     generator = cfg.build_generator() if "evidence" in signals else None
+    support_model = cfg.build_support_model() if "support_model" in signals else None
     claims = [ClaimItem(i["claim"], i["passages"], i.get("question")) for i in items]
     if calibrate:
-        _calibrate(claims, [bool(i["supported"]) for i in items], embedder, generator, out)
+        labels = [bool(i["supported"]) for i in items]
+        _calibrate(claims, labels, embedder, generator, support_model, out)
         return
     from ragtune.check import load_calibrations
 
@@ -77,21 +85,29 @@ def check(
     checker = SupportChecker(
         embedder=embedder,
         evidence_model=generator,
+        support_model=support_model,
         min_support=cfg.checker.min_support,
         calibrations=calibrations,
     )
     with contextlib.ExitStack() as stack:
         handle = stack.enter_context(open(out, "w", encoding="utf-8")) if out else sys.stdout
         for start in range(0, len(claims), 32):
-            for score in checker.score_many(claims[start : start + 32]):
-                handle.write(
-                    json.dumps({"score": round(score.score, 4), "supported": score.supported})
-                    + "\n"
-                )
+            batch = claims[start : start + 32]
+            for claim, score in zip(batch, checker.score_many(batch), strict=True):
+                row: dict[str, Any] = {"score": round(score.score, 4), "supported": score.supported}
+                if explain:
+                    row["signals"] = dict(score.signals)
+                    row["missing"] = missing_terms(claim.claim, claim.passages)
+                handle.write(json.dumps(row) + "\n")
 
 
 def _calibrate(
-    claims: list[Any], labels: list[bool], embedder: Any, generator: Any, out: Path | None
+    claims: list[Any],
+    labels: list[bool],
+    embedder: Any,
+    generator: Any,
+    support_model: Any,
+    out: Path | None,
 ) -> None:
     from ragtune.check.support import (
         Calibration,
@@ -103,14 +119,17 @@ def _calibrate(
 
     if out is None:
         raise RequestError("--calibrate needs --out FILE for the fitted calibration")
-    key, names = signal_set(embedder is not None, generator is not None)
+    key, names = signal_set(embedder is not None, generator is not None, support_model is not None)
     placeholder = {
         key: Calibration(
             names, (0.0,) * len(names), 0.0, 0.5, (0.0,) * len(names), (1.0,) * len(names)
         )
     }
     rows = SupportChecker(
-        embedder=embedder, evidence_model=generator, calibrations=placeholder
+        embedder=embedder,
+        evidence_model=generator,
+        support_model=support_model,
+        calibrations=placeholder,
     ).signals_for(claims)
     calibration = fit_calibration(
         rows, labels, names, source=f"ragtune check --calibrate, {len(rows)} claims"

@@ -1,5 +1,7 @@
-"""Grounded adapter training: RAFT-style examples, an explicit torch loop, registration."""
+"""Grounded adapter training: RAFT-style examples, an explicit torch loop, registration; and
+the support model's generated claims and fine-tuning."""
 
+from ragtune.train.claims import KINDS, Claim, SourceQuestion, build_claims, claims_sha256
 from ragtune.train.data import (
     DataSettings,
     DataSplit,
@@ -17,20 +19,33 @@ from ragtune.train.loop import (
     train,
 )
 from ragtune.train.run import TrainedAdapter, train_adapter
+from ragtune.train.support_model import (
+    SupportTrainSettings,
+    TrainedSupportModel,
+    train_support_model,
+)
 
 __all__ = [
+    "KINDS",
+    "Claim",
     "DataSettings",
     "DataSplit",
     "Encoded",
+    "SourceQuestion",
+    "SupportTrainSettings",
     "TrainProgress",
     "TrainResult",
     "TrainSettings",
     "TrainedAdapter",
+    "TrainedSupportModel",
     "TrainingExample",
+    "build_claims",
     "build_examples",
+    "claims_sha256",
     "encode_example",
     "examples_sha256",
     "split_by_document",
     "train",
     "train_adapter",
+    "train_support_model",
 ]
