@@ -92,7 +92,7 @@ def test_adapters_compare_notebook(tiny_set: dict[str, Any]) -> None:
     root = tiny_set["root"]
     registry = AdapterRegistry(root / "adapters")
     for kind in ("prompt", "prefix", "lora"):
-        base = load_base_model(tiny_set["llama"], device="cpu", grounding="none")
+        base = load_base_model(tiny_set["llama"], device="cpu", grounding="none", quantize="none")
         card = AdapterCard(
             name=kind,
             tenant="acme",

@@ -306,6 +306,11 @@ def new_adapter(base: LoadedModel, spec: AdapterSpec) -> PeftModel:
 
     from ragtune.generate.prompts import INSTRUCTION
 
+    if base.quantize != "none":
+        raise ValueError(
+            f"the base model is quantized ({base.quantize}); adapters train on full-precision "
+            "weights: load it with quantize='none'"
+        )
     model = base.model
     if isinstance(spec, LoraSpec):
         layers = int(getattr(model.config, "num_hidden_layers", 0))

@@ -1,8 +1,9 @@
 """One forward pass over requests that use different adapters: the tensor layout, nothing else.
 
-PEFT can mix LoRA adapters in a batch (``adapter_names``) but only one prompt-learning adapter
-at a time, and it ignores position ids for them. ragtune therefore injects prefixes and soft
-prompts itself, row by row, and leaves only LoRA to PEFT. A batch of rows is laid out so that
+PEFT can serve only one prompt-learning adapter at a time, and it ignores position ids for them.
+ragtune therefore injects prefixes and soft prompts itself, row by row (LoRA rows are applied by
+:class:`~ragtune.generate.lora.RowLora`, told each row's adapter name). A cached prompt head
+(:mod:`ragtune.generate.prompt_cache`) travels as a row's prefix too. A batch of rows is laid out so that
 each row computes exactly what it computes alone, up to float rounding::
 
     cache columns : [ 0 ... 0 | prefix_i (p_i) ]                  one (B, H, P, D) pair per layer
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["BASE_ADAPTER", "Batch", "Row", "make_batch", "select_rows", "step_inputs"]
 
 BASE_ADAPTER = "__base__"
-"""PEFT's ``adapter_names`` entry for a row that uses no LoRA adapter."""
+"""The adapter name of a row that uses no LoRA adapter."""
 
 PrefixKV = Sequence[tuple["torch.Tensor", "torch.Tensor"]]
 
@@ -41,7 +42,7 @@ class Row:
     soft_prompt: torch.Tensor | None = None
     """(s, hidden) embeddings put before the tokens."""
     lora: str | None = None
-    """The adapter's name inside the shared PEFT model."""
+    """The adapter's name in the pool's :class:`~ragtune.generate.lora.RowLora`."""
 
     @property
     def prefix_length(self) -> int:

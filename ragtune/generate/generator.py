@@ -4,7 +4,8 @@
 text and the step itself are free functions in :mod:`ragtune.generate.decoding`). Requests in one
 batch may each use a different adapter of any kind: prefix key/values and soft prompts are
 injected per row by :mod:`ragtune.generate.batching`, LoRA rows are routed by
-:class:`~ragtune.generate.lora.LoraRouter`. Which adapters are in memory, and which version a
+:class:`~ragtune.generate.lora.RowLora`, and the fixed head of every prompt is prefilled once
+per adapter (:mod:`ragtune.generate.prompt_cache`). Which adapters are in memory, and which version a
 reference means, is the :class:`~ragtune.generate.pool.AdapterPool`'s business.
 
 The generator holds no default adapter: every request names its own
@@ -36,7 +37,15 @@ from ragtune.generate.adapters import AdapterCard, model_shape
 from ragtune.generate.batching import Row, make_batch, select_rows, step_inputs
 from ragtune.generate.decoding import DecodeSettings, RowState, decode_step
 from ragtune.generate.pool import AdapterPool, LoadedAdapter
-from ragtune.generate.prompts import ABSTENTION, EXAMPLES, INSTRUCTION, Prompt, build_prompt
+from ragtune.generate.prompt_cache import CachedHead, HeadCache, head_length
+from ragtune.generate.prompts import (
+    ABSTENTION,
+    EXAMPLES,
+    INSTRUCTION,
+    Prompt,
+    build_prompt,
+    prompt_head,
+)
 from ragtune.generate.protocol import GenerationRequest, GeneratorStatus
 from ragtune.settings import check_bounds
 from ragtune.types import AdapterChoice, Generation, NoAdapter, Passage
@@ -67,6 +76,10 @@ class GeneratorSettings:
     """Each passage is cut to its window of whole sentences most about the question, at most
     this many tokens: on squad-dev a 128-token window keeps the answer of 94% of the gold
     paragraphs (median 153 tokens), and the prompt's prefill time falls with its length."""
+    prompt_cache: bool = True
+    """Keep the key/value cache of the prompt's fixed head (the system instruction and, for the
+    bare base model, the worked examples) per adapter, and prefill only what follows it
+    (:mod:`ragtune.generate.prompt_cache`). Same tokens either way."""
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -83,6 +96,8 @@ class _Active:
     prompt: Prompt | None
     passages: Sequence[Passage]
     abstain_probability: float | None = None
+    head: int = 0
+    """Leading prompt tokens whose keys and values come from the prompt-head cache."""
     first_token_at: float = 0.0
     done_at: float = 0.0
 
@@ -105,6 +120,9 @@ class HFGenerator:
         self._lock = threading.RLock()
         self._eos = self._eos_ids()
         self._abstention_first = int(self.tokenize(ABSTENTION)[0])
+        # One head per loaded adapter, and the base model's with and without its examples.
+        self._heads = HeadCache(pool.settings.max_loaded + 2)
+        self._head_ids: dict[bool, tuple[int, ...]] = {}
         if self._model.device.type == "cpu":
             prefer_gemv_layout(self._model)
 
@@ -295,12 +313,15 @@ class HFGenerator:
                 examples=isinstance(request.adapter, NoAdapter) and not self._base.grounded,
             )
             ids = list(prompt.token_ids)
+        head = 0
+        if prompt is not None and self._settings.prompt_cache:
+            head = head_length(ids, self._prompt_head(examples=prompt.examples > 0))
         rng = None
         if settings.temperature > 0:
             rng = torch.Generator(device=self._model.device).manual_seed(settings.seed)
         banned = frozenset({self._abstention_first}) if request.scored_abstention else frozenset()
         state = RowState(settings, banned_first=banned, rng=rng)
-        return _Active(index, ids, adapter, state, prompt, request.passages)
+        return _Active(index, ids, adapter, state, prompt, request.passages, head=head)
 
     def _decode(
         self,
@@ -318,7 +339,7 @@ class HFGenerator:
             embed = self._embedder()
             started = time.perf_counter()
             batch = make_batch(
-                [a.adapter.row(a.prompt_ids) if a.adapter else Row(a.prompt_ids) for a in rows],
+                [self._row(a) for a in rows],
                 embed,
                 num_layers=self._shape["layers"],
                 any_lora=self._pool.lora.active,
@@ -383,6 +404,50 @@ class HFGenerator:
                 cache, positions = out.cache, positions + 1
                 logits = out.logits[:, -1, :]
         return [self._result(row, prefill_seconds) for row in rows]
+
+    def _row(self, active: _Active) -> Row:
+        """The batch row of a request: its prompt after the cached head, with the head's keys
+        and values as its prefix; or the whole prompt with its adapter's own prefix."""
+        adapter = active.adapter
+        if not active.head:
+            return adapter.row(active.prompt_ids) if adapter else Row(active.prompt_ids)
+        head = self._cached_head(adapter, tuple(active.prompt_ids[: active.head]))
+        lora = adapter.lora_name if adapter else None
+        return Row(active.prompt_ids[active.head :], prefix=head.kv, lora=lora)
+
+    def _cached_head(self, adapter: LoadedAdapter | None, token_ids: tuple[int, ...]) -> CachedHead:
+        """The keys and values of ``token_ids`` under ``adapter``, computed on the first use."""
+        key = adapter.key if adapter else ""
+        head = self._heads.get(key, adapter, token_ids)
+        if head is not None:
+            return head
+        batch = make_batch(
+            [adapter.row(token_ids) if adapter else Row(token_ids)],
+            self._embedder(),
+            num_layers=self._shape["layers"],
+            any_lora=self._pool.lora.active,
+        )
+        out = self._pool.lora.forward(
+            batch.adapter_names,
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            cache=batch.cache,
+            logits_to_keep=1,
+        )
+        kv = tuple((layer.keys[0], layer.values[0]) for layer in out.cache.layers)
+        head = CachedHead(key, adapter, token_ids, kv)
+        self._heads.put(head)
+        return head
+
+    def _prompt_head(self, *, examples: bool) -> tuple[int, ...]:
+        """The token ids every prompt starts with, with or without the worked examples."""
+        if examples not in self._head_ids:
+            shown = EXAMPLES if examples else ()
+            self._head_ids[examples] = prompt_head(
+                self._tokenizer, instruction=INSTRUCTION, examples=shown
+            )
+        return self._head_ids[examples]
 
     def _detokenize(self, ids: list[int]) -> str:
         return str(self._tokenizer.decode(ids, skip_special_tokens=True))

@@ -24,7 +24,7 @@ import shutil
 import struct
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +33,8 @@ from ragtune.errors import ModelError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from ragtune.generate.quantize import Scheme
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -66,6 +68,12 @@ class ModelSettings:
     device: str = "auto"
     """auto (CUDA when present), cpu, cuda or cuda:N."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    quantize: Literal["auto", "none", "int8", "int4"] = "auto"
+    """Weight-only quantization of the linear layers for serving
+    (:mod:`ragtune.generate.quantize`): ``int4`` (groups of 32) or ``int8`` (per row), CPU only;
+    ``none`` keeps ``dtype``; ``auto`` is ``int4`` on the CPU, where it decodes about 2.5x as fast
+    as float32 with the same greedy tokens on the embedded model, and ``none`` on a GPU. Applied
+    after the grounding adapter is merged. Training always loads full-precision weights."""
     grounding: str = "none"
     """The grounding adapter merged into the base weights at load
     (:mod:`ragtune.generate.grounding`): ``shipped`` (the one ragtune ships for the embedded
@@ -119,6 +127,8 @@ class LoadedModel:
     dtype: str
     load_seconds: float
     """Time to read weights and tokenizer (module imports and hashing excluded)."""
+    quantize: str = "none"
+    """The weight quantization applied (``none``, ``int8``, ``int4``): never ``auto``."""
     bare_weights_sha256: str = ""
     """With a grounding adapter merged: the weights hash of the base without it."""
     grounding: str | None = None
@@ -155,6 +165,7 @@ def load_base_model(
     device: str = ModelSettings.device,
     dtype: str = ModelSettings.dtype,
     grounding: str = ModelSettings.grounding,
+    quantize: str = ModelSettings.quantize,
 ) -> LoadedModel:
     """Load a causal language model and its tokenizer, in eval mode, on ``device``.
 
@@ -167,6 +178,7 @@ def load_base_model(
     torch_dtype_name = _check_dtype(dtype)
     path, name, known_hash = _resolve(model, cache_dir)
     resolved_device = _resolve_device(device)
+    scheme = _resolve_quantization(quantize, resolved_device)
     if resolved_device == "cpu" and torch_dtype_name == "float16":
         raise ModelError(
             "dtype float16 is not supported on the CPU (slow and inaccurate matmuls there); "
@@ -201,7 +213,13 @@ def load_base_model(
     from ragtune.generate.grounding import grounding_folder, merge_grounding
 
     folder = grounding_folder(grounding, name)
-    return bare if folder is None else merge_grounding(bare, folder)
+    merged = bare if folder is None else merge_grounding(bare, folder)
+    if scheme == "none":
+        return merged
+    from ragtune.generate.quantize import quantize_linears
+
+    quantize_linears(merged.model, scheme)
+    return replace(merged, quantize=scheme)
 
 
 def weights_sha256(folder: Path) -> str:
@@ -258,6 +276,23 @@ def _check_dtype(dtype: str) -> str:
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     return dtype
+
+
+def _resolve_quantization(quantize: str, device: str) -> Scheme:
+    """``quantize`` made concrete for ``device``: ``auto`` is ``int4`` on the CPU, else ``none``;
+    ``int8`` / ``int4`` elsewhere than the CPU raise :class:`ModelError` naming the fix."""
+    choices = ("auto", "none", "int8", "int4")
+    if quantize not in choices:
+        raise ModelError(f"unknown quantize {quantize!r}; choose one of {', '.join(choices)}")
+    on_cpu = device == "cpu"
+    if quantize == "auto":
+        return "int4" if on_cpu else "none"
+    if quantize != "none" and not on_cpu:
+        raise ModelError(
+            f"quantize {quantize} runs on the CPU only (device is {device}): PyTorch's int8 and "
+            "int4 kernels used here are CPU kernels; on a GPU use quantize: none (or auto)"
+        )
+    return quantize  # type: ignore[return-value]
 
 
 def _resolve_device(device: str) -> str:

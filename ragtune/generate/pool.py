@@ -35,7 +35,7 @@ from ragtune.generate.adapters import (
     read_adapter,
 )
 from ragtune.generate.batching import Row
-from ragtune.generate.lora import LoraRouter
+from ragtune.generate.lora import RowLora, lora_tensors
 from ragtune.generate.registry import AdapterRegistry
 from ragtune.settings import check_bounds
 from ragtune.types import AdapterChoice, AdapterFolder, AdapterRef, NoAdapter
@@ -75,6 +75,7 @@ class LoadedAdapter:
     prefix: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
     soft_prompt: torch.Tensor | None = None
     lora_name: str | None = None
+    """The name its LoRA tensors are held under in the pool's :class:`RowLora` (its key)."""
     nbytes: int = 0
     load_seconds: float = 0.0
 
@@ -101,7 +102,7 @@ class AdapterPool:
         self.base = base
         self.registry = registry
         self.settings = settings
-        self.lora = LoraRouter(base.model)
+        self.lora = RowLora(base.model)
         self.loads = 0
         """How many times an adapter version was brought into memory (first use, a promotion or
         rollback picked up, a reload after eviction): the serving metric of adapter switches."""
@@ -172,7 +173,7 @@ class AdapterPool:
             if loaded is None:
                 raise AdapterNotFoundError(f"adapter {key} is not loaded")
             if loaded.lora_name:
-                self.lora.unload(loaded.lora_name)
+                self.lora.remove(loaded.lora_name)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -203,8 +204,9 @@ class AdapterPool:
         card = stored.card
         device, dtype = self.base.model.device, self.base.model.dtype
         if card.kind == "lora":
-            name = self.lora.load(stored.folder, key)
-            return LoadedAdapter(key, card, stored.folder, lora_name=name, nbytes=stored.nbytes)
+            # Read + check + copy: the tensors go to the per-row LoRA, the model is not touched.
+            self.lora.add(key, lora_tensors(stored, dtype=dtype, device=device))
+            return LoadedAdapter(key, card, stored.folder, lora_name=key, nbytes=stored.nbytes)
         weight = stored.tensors["prompt_embeddings"].to(device=device, dtype=dtype)
         if card.kind == "prefix":
             s = self._shape

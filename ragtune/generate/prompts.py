@@ -48,8 +48,10 @@ __all__ = [
     "build_prompt",
     "fit_passages",
     "format_passages",
+    "head_messages",
     "is_abstention",
     "passage_window",
+    "prompt_head",
 ]
 
 ABSTENTION = "I don't know: the documents I have do not answer this."
@@ -181,12 +183,37 @@ def build_messages(
 
     With no passages the user message says so, and the instruction still asks for the abstention.
     """
+    messages = head_messages(instruction=instruction, examples=examples)
+    messages.append({"role": "user", "content": _user_turn(question, passages)})
+    return messages
+
+
+def head_messages(
+    *, instruction: str = INSTRUCTION, examples: Sequence[Example] = ()
+) -> list[dict[str, str]]:
+    """The messages every prompt starts with: the instruction, then each worked example."""
     messages = [{"role": "system", "content": instruction}]
     for example in examples:
         messages.append({"role": "user", "content": _user_turn(example.question, example.passages)})
         messages.append({"role": "assistant", "content": example.answer})
-    messages.append({"role": "user", "content": _user_turn(question, passages)})
     return messages
+
+
+def prompt_head(
+    tokenizer: Any, *, instruction: str = INSTRUCTION, examples: Sequence[Example] = ()
+) -> tuple[int, ...]:
+    """The token ids every prompt with this ``instruction`` and ``examples`` starts with, or
+    ``()`` when the chat template cannot render them alone (some templates want a user turn).
+
+    A caller checks that a prompt really starts with them
+    (:func:`~ragtune.generate.prompt_cache.head_length`): a template may render the head
+    differently once more messages follow.
+    """
+    messages = head_messages(instruction=instruction, examples=examples)
+    try:
+        return tuple(_render(tokenizer, messages, add_generation_prompt=False))
+    except Exception:  # a template's own refusal (jinja raise_exception) or a missing template
+        return ()
 
 
 def _user_turn(question: str, passages: Sequence[PromptPassage]) -> str:
@@ -341,8 +368,12 @@ def build_prompt(
     )
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+def _render(
+    tokenizer: Any, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
+) -> list[int]:
+    rendered = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=True
+    )
     if (
         hasattr(rendered, "keys") and "input_ids" in rendered
     ):  # transformers 5 returns a BatchEncoding

@@ -118,7 +118,8 @@ def train_adapter(
         on_data(counts)
 
     spec = cfg.train.spec()
-    base = load_base_model(**asdict(pick(ModelSettings, cfg.generator)))
+    # Adapters train on full-precision weights; the served base may be quantized on top.
+    base = load_base_model(**{**asdict(pick(ModelSettings, cfg.generator)), "quantize": "none"})
     import torch
 
     torch.manual_seed(settings.seed)  # LoRA's A matrices start random: same seed, same start

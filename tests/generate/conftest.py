@@ -31,17 +31,25 @@ KINDS = ("prompt", "prefix", "lora")
 
 
 def make_generator(
-    base_dir: Path | str | None, root: Path, *, context_window: int = 512, max_loaded: int = 32
+    base_dir: Path | str | None,
+    root: Path,
+    *,
+    context_window: int = 512,
+    max_loaded: int = 32,
+    quantize: str = "none",
+    prompt_cache: bool = True,
 ) -> tuple[HFGenerator, AdapterPool]:
     """A generator on a fresh load of the model in ``base_dir`` (None: the embedded default),
-    with its adapter pool over the registry at ``root``."""
+    with its adapter pool over the registry at ``root``. Full precision unless ``quantize``
+    says otherwise, so that outputs can be compared with PEFT's."""
     base = (
-        load_base_model(base_dir, device="cpu", grounding="none")
+        load_base_model(base_dir, device="cpu", grounding="none", quantize=quantize)
         if base_dir is not None
-        else load_base_model(device="cpu", grounding="none")
+        else load_base_model(device="cpu", grounding="none", quantize=quantize)
     )
     pool = AdapterPool(base, AdapterRegistry(root), PoolSettings(root, max_loaded=max_loaded))
-    return HFGenerator(base, pool, GeneratorSettings(context_window=context_window)), pool
+    settings = GeneratorSettings(context_window=context_window, prompt_cache=prompt_cache)
+    return HFGenerator(base, pool, settings), pool
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +60,7 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_base(tiny_llama_dir: Path) -> LoadedModel:
     """A fresh copy in memory for every test (LoRA changes the model it is put on)."""
-    return load_base_model(tiny_llama_dir, device="cpu", grounding="none")
+    return load_base_model(tiny_llama_dir, device="cpu", grounding="none", quantize="none")
 
 
 def spec_for(kind: str, **overrides: Any) -> Any:
@@ -106,7 +114,7 @@ def build_adapter(
     **spec: Any,
 ) -> Path:
     """Build, perturb and save an adapter of a kind on a fresh copy of the base in ``base_dir``."""
-    base = load_base_model(base_dir, device="cpu", grounding="none")
+    base = load_base_model(base_dir, device="cpu", grounding="none", quantize="none")
     peft_model = new_adapter(base, spec_for(kind, **spec))
     perturb(peft_model, seed)
     card = AdapterCard(

@@ -84,7 +84,7 @@ def test_trained_adapter_saves_loads_and_generates_with_identical_logits(
     """Train, save in PEFT's format, load into the generator: same log-likelihood as PEFT's own model."""
     import torch
 
-    trainer_base = load_base_model(tiny_llama_dir, device="cpu", grounding="none")
+    trainer_base = load_base_model(tiny_llama_dir, device="cpu", grounding="none", quantize="none")
     peft_model = new_adapter(trainer_base, spec_for(kind))
     train(peft_model, [EXAMPLE], trainer_base.tokenizer, steps=6, lr=1e-2)
     card = AdapterCard(

@@ -21,7 +21,9 @@ def test_merged_grounding_answers_as_the_unmerged_adapter(
 ) -> None:
     lora = make_adapter("lora", seed=3, tenant="ragtune", name="grounding")
     plain, _pool = make_generator(tiny_llama_dir, tmp_path / "a")
-    grounded_base = load_base_model(tiny_llama_dir, device="cpu", grounding=str(lora))
+    grounded_base = load_base_model(
+        tiny_llama_dir, device="cpu", grounding=str(lora), quantize="none"
+    )
     bare = load_base_model(tiny_llama_dir, device="cpu", grounding="none")
     assert grounded_base.grounded and grounded_base.grounding == "ragtune/grounding"
     assert grounded_base.bare_weights_sha256 == bare.weights_sha256

@@ -246,7 +246,9 @@ def test_embedded_model_converts_once_then_loads_the_cache(fake_embedded: dict[s
     }
     assert "quantization_config" not in json.loads((first.path / "config.json").read_text())
 
-    again = load_base_model("TINY-EMBEDDED", cache_dir=cache, device="cpu", grounding="none")
+    again = load_base_model(
+        "TINY-EMBEDDED", cache_dir=cache, device="cpu", grounding="none", quantize="none"
+    )
     assert fake_embedded["reads"] == 1
     assert again.path == first.path and again.weights_sha256 == first.weights_sha256
     ids = torch.tensor([[1, 5, 6, 7, 8]])
@@ -332,7 +334,7 @@ def test_embedded_smollm2_converts_and_reloads_fast(
         return captured["model"], captured["tokenizer"]
 
     monkeypatch.setattr(models, "_load_gguf", spy)
-    converted = load_base_model(cache_dir=tmp_path, device="cpu", grounding="none")
+    converted = load_base_model(cache_dir=tmp_path, device="cpu", grounding="none", quantize="none")
     source = models.LoadedModel(
         captured["model"].eval(), captured["tokenizer"], "gguf", tmp_path, "", "cpu", "float32", 0.0
     )
@@ -342,7 +344,8 @@ def test_embedded_smollm2_converts_and_reloads_fast(
 
     captured.clear()
     reloads = [
-        load_base_model(cache_dir=tmp_path, device="cpu", grounding="none") for _ in range(3)
+        load_base_model(cache_dir=tmp_path, device="cpu", grounding="none", quantize="none")
+        for _ in range(3)
     ]
     assert captured == {}  # served from the safetensors cache, the GGUF was not read again
     assert all(r.weights_sha256 == converted.weights_sha256 for r in reloads)

@@ -71,7 +71,9 @@ def test_every_adapter_kind_trains_and_generates_on_the_embedded_model(tmp_path:
         "lora": LoraSpec(r=4, target_modules=("q_proj", "v_proj")),
     }
     for kind, spec in specs.items():
-        trainer = load_base_model(device="cpu")  # LoRA changes the model it is put on
+        trainer = load_base_model(
+            device="cpu", quantize="none"
+        )  # LoRA changes the model it is put on
         peft_model = new_adapter(trainer, spec)
         _train_one_step(peft_model, trainer.tokenizer)
         card = AdapterCard(
