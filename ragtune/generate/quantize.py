@@ -87,10 +87,11 @@ class QuantizedLinear(torch.nn.Module):
 
 def _int8_codes(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row int8: ``W ≈ codes * scales[:, None]``; codes (N, K) int8, scales (N,)
-    bfloat16 (the kernel wants the activations' dtype)."""
-    scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-    codes = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-    return codes, scales.to(torch.bfloat16)
+    bfloat16 (the kernel wants the activations' dtype). Codes are rounded against the bfloat16
+    scales, so each weight is off by at most half a step."""
+    scales = (weight.abs().amax(dim=1) / 127.0).clamp(min=1e-12).to(torch.bfloat16)
+    codes = torch.round(weight / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+    return codes.contiguous(), scales
 
 
 def _int4_codes(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,15 +99,15 @@ def _int4_codes(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     layout: ``W[n, g*32 + j] ≈ (q - 8) * scale[g, n] + zero[g, n]`` with ``q`` in 0..15.
 
     Returns the packed codes ``(N, K / 2)`` uint8 and ``scales_and_zeros`` ``(K / 32, N, 2)``
-    bfloat16.
+    bfloat16. Codes are rounded against the bfloat16 scale and offset the kernel will use.
     """
     n, k = weight.shape
     groups = weight.reshape(n, k // INT4_GROUP, INT4_GROUP)
     low = groups.amin(dim=-1, keepdim=True)
     high = groups.amax(dim=-1, keepdim=True)
-    scale = ((high - low) / 15.0).clamp(min=1e-8)
-    codes = torch.round((groups - low) / scale).clamp(0, 15).to(torch.int32).reshape(n, k)
-    zero = low + 8.0 * scale
+    scale = ((high - low) / 15.0).clamp(min=1e-8).to(torch.bfloat16).float()
+    zero = (low + 8.0 * scale).to(torch.bfloat16).float()
+    codes = torch.round((groups - zero) / scale + 8.0).clamp(0, 15).to(torch.int32).reshape(n, k)
     scales_zeros = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()
     packed = torch._convert_weight_to_int4pack_for_cpu(codes.contiguous(), 1)
     return packed, scales_zeros.to(torch.bfloat16)
