@@ -61,10 +61,13 @@ def folder(path: Path) -> AdapterChoice:
     return AdapterFolder(path)
 
 
+@pytest.mark.parametrize("quantize", ["none", "int4"])
 def test_mixed_batch_equals_each_request_alone(
-    generator: HFGenerator, make_adapter: MakeAdapter
+    tiny_llama_dir: Path, tmp_path: Path, make_adapter: MakeAdapter, quantize: str
 ) -> None:
-    """Two prefixes of different lengths, a soft prompt, two LoRAs and the base model in one batch."""
+    """Two prefixes of different lengths, a soft prompt, two LoRAs and the base model in one
+    batch, on full-precision and on int4 weights (activations stay per row in both)."""
+    generator, _pool = make_generator(tiny_llama_dir, tmp_path / "adapters", quantize=quantize)
     adapters = [
         folder(make_adapter("prefix", seed=1, tokens=3)),
         folder(make_adapter("prefix", seed=2, tokens=9)),
@@ -323,3 +326,37 @@ def test_least_recently_used_adapters_are_dropped(
         QUESTIONS[0], PASSAGES, adapter=AdapterFolder(folders[0]), settings=TWELVE
     )
     assert reloaded.output_tokens > 0 and pool.loads == 4
+
+
+@pytest.mark.parametrize("quantize", ["none", "int4"])
+def test_prompt_head_cache_gives_the_same_tokens(
+    tiny_llama_dir: Path, tmp_path: Path, make_adapter: MakeAdapter, quantize: str
+) -> None:
+    """With and without the prompt-head cache: the same tokens for every adapter kind and for
+    the base model with its worked examples, alone and in a mixed batch."""
+    adapters = [
+        folder(make_adapter("prefix", seed=1, tokens=4)),
+        folder(make_adapter("prompt", seed=2, tokens=5)),
+        folder(make_adapter("lora", seed=3)),
+        NO_ADAPTER,
+    ]
+    requests = [
+        GenerationRequest(q, PASSAGES[: 1 + i % 2], a, DecodeSettings(max_new_tokens=10))
+        for i, (q, a) in enumerate(zip(QUESTIONS, adapters * 2, strict=False))
+    ]
+    answers = {}
+    for cache in (False, True):
+        generator, _pool = make_generator(
+            tiny_llama_dir, tmp_path / f"r{cache}", quantize=quantize, prompt_cache=cache
+        )
+        alone = [generator.generate_many([r])[0] for r in requests]
+        mixed = generator.generate_many(requests)
+        assert [g.token_ids for g in mixed] == [g.token_ids for g in alone]
+        answers[cache] = alone
+        heads = generator._heads
+        if cache:  # one head per adapter (the base with its examples), then served from memory
+            assert (len(heads), heads.misses, heads.hits) == (4, 4, 2 * len(requests) - 4)
+        else:
+            assert len(heads) == 0
+    assert [g.token_ids for g in answers[True]] == [g.token_ids for g in answers[False]]
+    assert [g.prompt_tokens for g in answers[True]] == [g.prompt_tokens for g in answers[False]]
