@@ -80,7 +80,7 @@ def make_adapters(
 
     registry = AdapterRegistry(root / "adapters")
     for seed, (name, kind) in enumerate(kinds):
-        base = load_base_model(device="cpu")
+        base = load_base_model(device="cpu", quantize="none")  # adapters train on full weights
         spec: Any = {
             "prompt": PromptSpec(num_virtual_tokens=virtual_tokens),
             "prefix": PrefixSpec(num_virtual_tokens=virtual_tokens),
@@ -123,8 +123,11 @@ def timed(fn: Any) -> tuple[Any, float]:
     return value, time.perf_counter() - started
 
 
-def make_generator(registry: Any, *, base: Any = None, max_loaded: int = 32) -> tuple[Any, Any]:
-    """An ``HFGenerator`` on the embedded model (or ``base``) with its pool over ``registry``."""
+def make_generator(
+    registry: Any, *, base: Any = None, max_loaded: int = 32, settings: Any = None
+) -> tuple[Any, Any]:
+    """An ``HFGenerator`` on the embedded model in its default quantization (or ``base``) with
+    its pool over ``registry``, under ``settings`` (default: ``GeneratorSettings()``)."""
     from ragtune.generate import (
         AdapterPool,
         GeneratorSettings,
@@ -135,7 +138,7 @@ def make_generator(registry: Any, *, base: Any = None, max_loaded: int = 32) -> 
 
     base = base if base is not None else load_base_model(device="cpu")
     pool = AdapterPool(base, registry, PoolSettings(registry.root, max_loaded=max_loaded))
-    return HFGenerator(base, pool, GeneratorSettings()), pool
+    return HFGenerator(base, pool, settings or GeneratorSettings()), pool
 
 
 def bench(name: str) -> Any:

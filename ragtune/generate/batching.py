@@ -57,7 +57,8 @@ class Batch:
     attention_mask: torch.Tensor
     position_ids: torch.Tensor
     cache: Any
-    """A fresh ``DynamicCache`` holding the prefixes, or None when no row has one."""
+    """A fresh :class:`~ragtune.generate.kv_cache.GrowingCache`, holding the prefixes when rows
+    have them, with room for ``reserve`` more positions."""
     adapter_names: list[str] | None
     next_positions: torch.Tensor
 
@@ -68,10 +69,13 @@ def make_batch(
     *,
     num_layers: int,
     any_lora: bool,
+    reserve: int = 0,
 ) -> Batch:
-    """Lay ``rows`` out for one forward pass (see the module doc)."""
+    """Lay ``rows`` out for one forward pass (see the module doc); the cache has room for
+    ``reserve`` positions after the prompt (the answer's tokens) before it must grow."""
     import torch
-    from transformers import DynamicCache
+
+    from ragtune.generate.kv_cache import GrowingCache
 
     if not rows:
         raise ValueError("a batch needs at least one row")
@@ -99,12 +103,11 @@ def make_batch(
         mask[i, prefix_width - p : prefix_width] = 1
         positions[i, longest - n :] = torch.arange(p, p + n, device=device)
 
-    cache = None
+    pairs = []
     if prefix_width:
         template = next(r.prefix for r in rows if r.prefix)
         assert template is not None
         heads, head_dim = template[0][0].shape[0], template[0][0].shape[2]
-        pairs = []
         for layer in range(num_layers):
             keys = torch.zeros(batch, heads, prefix_width, head_dim, dtype=dtype, device=device)
             values = torch.zeros_like(keys)
@@ -114,7 +117,9 @@ def make_batch(
                     keys[i, :, prefix_width - k.shape[1] :] = k
                     values[i, :, prefix_width - v.shape[1] :] = v
             pairs.append((keys, values))
-        cache = DynamicCache(pairs)  # fresh every batch: forward passes grow a cache in place
+    # Fresh every batch: forward passes grow a cache in place.
+    room = reserve + (longest if prefix_width else 0)
+    cache = GrowingCache(num_layers, reserve=room, pairs=pairs)
     names = [r.lora or BASE_ADAPTER for r in rows] if any_lora else None
     next_positions = positions[:, -1] + 1
     return Batch(inputs, mask, positions, cache, names, next_positions)

@@ -343,6 +343,7 @@ class HFGenerator:
                 embed,
                 num_layers=self._shape["layers"],
                 any_lora=self._pool.lora.active,
+                reserve=max(a.state.settings.max_new_tokens for a in rows),
             )
             out = self._pool.lora.forward(
                 batch.adapter_names,

@@ -94,6 +94,8 @@ def test_auto_is_int4_on_the_cpu_and_none_keeps_float_layers(tiny_llama_dir: Pat
     assert auto.quantize == "int4"
     layers = [m for m in auto.model.modules() if isinstance(m, QuantizedLinear)]
     assert len(layers) == 2 * 7 + 1  # every projection of both layers, and the output layer
+    assert {m.scheme for m in layers} == {"int4", "int8"}
+    assert auto.model.get_output_embeddings().scheme == "int8"  # it decides near ties
     assert isinstance(auto.model.get_input_embeddings(), torch.nn.Embedding)  # lookups stay float
     plain = load_base_model(tiny_llama_dir, device="cpu", grounding="none", quantize="none")
     assert plain.quantize == "none"
