@@ -49,7 +49,8 @@ _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])
 @dataclass(frozen=True)
 class LoraTensors:
     """One LoRA adapter, ready to apply: per adapted layer (its module path in the model),
-    ``A^T`` ``(in, r)`` and ``B^T * scaling`` ``(r, out)``, contiguous, in the model's dtype."""
+    ``A^T`` ``(in, r)`` and ``B^T * scaling`` ``(r, out)`` (transposed views of the stored
+    layout), in the model's dtype."""
 
     layers: Mapping[str, tuple[torch.Tensor, torch.Tensor]]
     rank: int
@@ -121,8 +122,9 @@ def lora_tensors(stored: StoredAdapter, *, dtype: torch.dtype, device: Any) -> L
             )
         _rank, scaling = lora_scaling(config, module)
         a, b = pair["A"], pair["B"]  # (r, in), (out, r)
-        a_t = a.t().to(device=device, dtype=dtype).contiguous()
-        b_t = (b.t().float() * scaling).to(device=device, dtype=dtype).contiguous()
+        # Transposed views, no copy: matrix products read either layout at the same speed.
+        a_t = a.to(device=device, dtype=dtype).t()
+        b_t = (b.to(device=device, dtype=dtype) * scaling).t()
         layers[module] = (a_t, b_t)
     if not layers:
         raise AdapterMismatchError(f"adapter {ref} holds no LoRA A/B weights; re-export it")

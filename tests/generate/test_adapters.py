@@ -161,6 +161,22 @@ def test_adapter_with_wrong_shapes_is_refused(
         check_compatible(read_adapter(folder), tiny_base)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_lora_adapter_holding_nan_or_infinity_is_refused_with_the_tensor_named(
+    make_adapter: MakeAdapter, tiny_base: LoadedModel, value: float
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    folder = make_adapter("lora")
+    weights = folder / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    key = sorted(tensors)[-1]
+    tensors[key][0, 0] = value
+    save_file(tensors, str(weights))
+    with pytest.raises(AdapterCorruptError, match=rf"{key} holds NaN or infinity"):
+        check_compatible(read_adapter(folder), tiny_base)
+
+
 @pytest.mark.parametrize(
     ("damage", "error", "message"),
     [
