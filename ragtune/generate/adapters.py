@@ -44,10 +44,12 @@ __all__ = [
     "AdapterCard",
     "AdapterKind",
     "LoraSpec",
+    "LoraUpdate",
     "PrefixSpec",
     "PromptSpec",
     "StoredAdapter",
     "check_compatible",
+    "lora_updates",
     "new_adapter",
     "prefix_from_text",
     "prefix_kv",
@@ -469,6 +471,53 @@ def check_compatible(stored: StoredAdapter, base: LoadedModel) -> None:
 
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
+
+
+@dataclass(frozen=True)
+class LoraUpdate:
+    """One linear layer's low-rank update: ``W + scale * B @ A``.
+
+    ``a`` is (r, in_features), ``b`` is (out_features, r); ``module`` is the layer's path in
+    the base model (``model.layers.3.self_attn.q_proj``).
+    """
+
+    module: str
+    a: torch.Tensor
+    b: torch.Tensor
+    scale: float
+
+
+def lora_updates(stored: StoredAdapter) -> list[LoraUpdate]:
+    """The per-layer updates of a stored LoRA adapter, from PEFT's files.
+
+    The scale is ``lora_alpha / r`` (``lora_alpha / sqrt(r)`` with rsLoRA), as PEFT applies it
+    (Hu et al., 2021, "LoRA: Low-Rank Adaptation of Large Language Models"). Raises
+    :class:`~ragtune.errors.AdapterCorruptError` when an A has no B or the other way round.
+    """
+    import math
+
+    config = stored.peft_config
+    rank = int(config.get("r") or 0)
+    alpha = float(config.get("lora_alpha") or rank)
+    if rank < 1:
+        raise AdapterCorruptError(f"adapter {stored.card.ref}: adapter_config.json has no rank r")
+    scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+    parts: dict[str, dict[str, Any]] = {}
+    for key, tensor in stored.tensors.items():
+        match = _LORA_KEY.match(key)
+        if match is not None:
+            parts.setdefault(match["module"], {})[match["part"]] = tensor
+    updates = []
+    for module, pair in sorted(parts.items()):
+        if set(pair) != {"A", "B"}:
+            raise AdapterCorruptError(
+                f"adapter {stored.card.ref}: {module} has lora_{'A' if 'A' not in pair else 'B'} "
+                "missing; re-register the adapter"
+            )
+        updates.append(
+            LoraUpdate(module.removeprefix("base_model.model."), pair["A"], pair["B"], scale)
+        )
+    return updates
 
 
 def _check_lora_shapes(stored: StoredAdapter, model: Any) -> None:
