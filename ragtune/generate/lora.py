@@ -35,16 +35,19 @@ class LoraRouter:
         """Load the PEFT LoRA files in ``folder``; returns the adapter's name inside PEFT."""
         from peft import PeftModel
 
+        from ragtune.generate.adapters import peft_quietly
+
         self._count += 1
         name = f"lora{self._count}"
         try:
-            if self._peft is None:
-                self._peft = PeftModel.from_pretrained(
-                    self._model, str(folder), adapter_name=name, is_trainable=False
-                )
-                self._peft.eval()
-            else:
-                self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+            with peft_quietly():
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(
+                        self._model, str(folder), adapter_name=name, is_trainable=False
+                    )
+                    self._peft.eval()
+                else:
+                    self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
         except Exception as exc:  # shapes were checked; anything left is a damaged file
             if self._peft is not None and name in getattr(self._peft, "peft_config", {}):
                 self._peft.delete_adapter(name)
