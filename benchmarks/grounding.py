@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = _common.write_article_split(data, work / "split", seed=args.seed)
     config = load_config(args.config)
     index = _common.squad_index(data, args.out, config)
+    # The very call of notebooks/grounding_quality.ipynb, so the notebook reads this run.
     raw = config.model_dump(mode="json")
-    raw["retriever"]["index"] = str(index)
     runs = {"default": raw}
     if args.compare_base:
         base = json.loads(json.dumps(raw))
@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             unanswerable=files["held_unanswerable"],
             limit=args.questions,
             seed=args.seed,
+            index=index.resolve(),
         )
         summaries[name] = json.loads((folder / "summary.json").read_text())
     default = summaries["default"]

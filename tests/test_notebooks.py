@@ -70,6 +70,8 @@ def test_grounding_quality_notebook(tiny_set: dict[str, Any]) -> None:
         "grounding_quality.ipynb",
         {
             "DATA": str(tiny_set["data"]),
+            "QUESTIONS": str(tiny_set["data"] / "questions.jsonl"),
+            "UNANSWERABLE": str(tiny_set["data"] / "unanswerable.jsonl"),
             "CONFIG": str(tiny_set["config"]),
             "INDEX": str(root / "index"),
             "OUT": str(root / "runs" / "grounding"),

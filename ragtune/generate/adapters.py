@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -295,6 +297,22 @@ def model_shape(model: Any) -> dict[str, int]:
     }
 
 
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Run PEFT without its one deprecation warning from transformers.
+
+    PEFT 0.21 reads ``model.is_gradient_checkpointing``, which transformers 5.24 deprecated in
+    favour of ``is_activation_checkpointing``; the call is PEFT's own, made whenever it wraps a
+    model, so ragtune cannot move it to the current API. Only that warning is filtered, and
+    only around PEFT's calls.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        yield
+
+
 def new_adapter(base: LoadedModel, spec: AdapterSpec) -> PeftModel:
     """A fresh PEFT model of ``spec``'s kind around ``base.model``, ready to train.
 
@@ -326,7 +344,8 @@ def new_adapter(base: LoadedModel, spec: AdapterSpec) -> PeftModel:
             target_modules=list(spec.target_modules),
             layers_to_transform=list(range(spec.first_layer, layers)) if spec.first_layer else None,
         )
-        return get_peft_model(model, config)
+        with peft_quietly():
+            return get_peft_model(model, config)
     ids = _text_ids(base.tokenizer, spec.init_text or INSTRUCTION, spec.num_virtual_tokens)
     if isinstance(spec, PrefixSpec):
         weight = prefix_from_text(model, ids)
@@ -336,7 +355,8 @@ def new_adapter(base: LoadedModel, spec: AdapterSpec) -> PeftModel:
     else:
         weight = prompt_from_text(model, ids)
         config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=len(ids))
-    peft_model = get_peft_model(model, config)
+    with peft_quietly():
+        peft_model = get_peft_model(model, config)
     embedding = peft_model.prompt_encoder["default"].embedding
     if tuple(embedding.weight.shape) != tuple(weight.shape):
         raise AdapterMismatchError(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import AdapterError, ModelError
 
@@ -82,9 +82,10 @@ def merge_grounding(base: LoadedModel, folder: Path) -> LoadedModel:
     The adapter must be a LoRA adapter made for ``base`` (its card's weights hash); anything
     else raises :class:`~ragtune.errors.ModelError` before the weights change.
     """
-    from peft import PeftModel
+    import torch
 
-    from ragtune.generate.adapters import read_adapter
+    from ragtune.generate.adapters import check_compatible, read_adapter
+    from ragtune.generate.lora import lora_updates
     from ragtune.generate.models import weights_sha256
 
     try:
@@ -103,12 +104,20 @@ def merge_grounding(base: LoadedModel, folder: Path) -> LoadedModel:
             f"{card.base_weights_sha256[:12]}, this one {base.weights_sha256[:12]}): set "
             "generator.grounding: none, or train one for this model"
         )
-    merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
-    merged.eval()
+    try:
+        check_compatible(stored, base)  # every tensor fits a linear layer of this model
+        updates = lora_updates(stored)
+    except AdapterError as exc:
+        raise ModelError(f"the grounding adapter in {folder} does not fit: {exc}") from exc
+    # W += scale * B @ A on each adapted layer, in the weights' own dtype.
+    with torch.no_grad():
+        for update in updates:
+            weight: Any = base.model.get_submodule(update.module).weight
+            delta = update.scale * (update.b.float() @ update.a.float())
+            weight.add_(delta.to(device=weight.device, dtype=weight.dtype))
     identity = grounded_sha256(base.weights_sha256, weights_sha256(folder))
     return replace(
         base,
-        model=merged,
         weights_sha256=identity,
         bare_weights_sha256=base.weights_sha256,
         grounding=card.ref,

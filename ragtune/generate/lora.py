@@ -7,9 +7,11 @@ slower with every adapter held), and its per-row ``adapter_names`` path register
 every forward pass, so a batch of rows on different adapters cost as much as running them one by
 one. Here:
 
-* an adapter is :class:`LoraTensors`: for each adapted layer ``A^T`` ``(in, r)`` and
-  ``B^T * scaling`` ``(r, out)``, made by :func:`lora_tensors` from the stored tensors (read +
-  check + copy; the model is not touched);
+* :func:`lora_updates` reads a stored adapter's layers (A, B and PEFT's scale for each); the
+  grounding adapter is merged into the base weights from them
+  (:func:`~ragtune.generate.grounding.merge_grounding`), and a served adapter becomes
+* :class:`LoraTensors`: for each adapted layer ``A^T`` ``(in, r)`` and ``B^T * scaling``
+  ``(r, out)``, made by :func:`lora_tensors` (read + check + copy; the model is not touched);
 * :class:`RowLora` puts one forward hook on each linear layer of the model, once, the first time
   a LoRA adapter is added; a hook adds ``(x @ A^T) @ B^T`` to the layer's output for the rows
   whose adapter adapts that layer;
@@ -34,14 +36,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import AdapterMismatchError
+from ragtune.errors import AdapterCorruptError, AdapterMismatchError
 
 if TYPE_CHECKING:
     import torch
 
     from ragtune.generate.adapters import StoredAdapter
 
-__all__ = ["LoraTensors", "RowLora", "lora_scaling", "lora_tensors"]
+__all__ = ["LoraTensors", "LoraUpdate", "RowLora", "lora_scaling", "lora_tensors", "lora_updates"]
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
 
@@ -89,13 +91,27 @@ def _by_pattern(patterns: Mapping[str, Any], module: str, default: Any) -> Any:
     return default
 
 
-def lora_tensors(stored: StoredAdapter, *, dtype: torch.dtype, device: Any) -> LoraTensors:
-    """The serving tensors of a stored LoRA adapter (see :class:`LoraTensors`): read + copy.
+@dataclass(frozen=True)
+class LoraUpdate:
+    """One linear layer's low-rank update, as stored: ``W + scale * B @ A``.
 
-    Shapes against the model are checked before, by
-    :func:`~ragtune.generate.adapters.check_compatible`. Raises
-    :class:`~ragtune.errors.AdapterMismatchError` for what is not served (module doc) and for
-    an A without its B.
+    ``a`` is ``(r, in_features)``, ``b`` is ``(out_features, r)``; ``module`` is the layer's
+    path in the base model (``model.layers.3.self_attn.q_proj``).
+    """
+
+    module: str
+    a: torch.Tensor
+    b: torch.Tensor
+    scale: float
+
+
+def lora_updates(stored: StoredAdapter) -> list[LoraUpdate]:
+    """The per-layer updates of a stored LoRA adapter, from PEFT's files, in module order.
+
+    The scale is PEFT's (:func:`lora_scaling`: ``lora_alpha / r``, ``/ sqrt(r)`` with rsLoRA,
+    per-module patterns). What neither the merge nor the per-row LoRA reproduces (DoRA, LoRA
+    biases, ``modules_to_save``) raises :class:`~ragtune.errors.AdapterMismatchError`; an A
+    without its B (or the other way round), :class:`~ragtune.errors.AdapterCorruptError`.
     """
     config = stored.peft_config
     ref = stored.card.ref
@@ -114,20 +130,31 @@ def lora_tensors(stored: StoredAdapter, *, dtype: torch.dtype, device: Any) -> L
         match = _KEY.match(key)
         if match is not None:
             parts.setdefault(match["module"], {})[match["part"]] = tensor
-    layers: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    updates = []
     for module, pair in sorted(parts.items()):
         if set(pair) != {"A", "B"}:
-            raise AdapterMismatchError(
-                f"adapter {ref}: {module} has lora_{''.join(pair)} without its pair; re-export it"
+            raise AdapterCorruptError(
+                f"adapter {ref}: {module} has lora_{''.join(pair)} without its pair; "
+                "re-register the adapter"
             )
-        _rank, scaling = lora_scaling(config, module)
-        a, b = pair["A"], pair["B"]  # (r, in), (out, r)
-        # Transposed views, no copy: matrix products read either layout at the same speed.
-        a_t = a.to(device=device, dtype=dtype).t()
-        b_t = (b.to(device=device, dtype=dtype) * scaling).t()
-        layers[module] = (a_t, b_t)
-    if not layers:
+        updates.append(LoraUpdate(module, pair["A"], pair["B"], lora_scaling(config, module)[1]))
+    if not updates:
         raise AdapterMismatchError(f"adapter {ref} holds no LoRA A/B weights; re-export it")
+    return updates
+
+
+def lora_tensors(stored: StoredAdapter, *, dtype: torch.dtype, device: Any) -> LoraTensors:
+    """The serving tensors of a stored LoRA adapter (see :class:`LoraTensors`): read + copy.
+
+    Shapes against the model are checked before, by
+    :func:`~ragtune.generate.adapters.check_compatible`; refusals as :func:`lora_updates`.
+    """
+    layers: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for update in lora_updates(stored):
+        # Transposed views, no copy: matrix products read either layout at the same speed.
+        a_t = update.a.to(device=device, dtype=dtype).t()
+        b_t = (update.b.to(device=device, dtype=dtype) * update.scale).t()
+        layers[update.module] = (a_t, b_t)
     return LoraTensors(layers, max(int(a.shape[1]) for a, _b in layers.values()))
 
 

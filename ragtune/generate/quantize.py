@@ -31,7 +31,7 @@ stays in full precision.
 
 Quantize after anything that changes the weights (the grounding adapter is merged first by
 :func:`~ragtune.generate.models.load_base_model`); adapters are applied on top, per row (see
-:mod:`ragtune.generate.row_lora`).
+:mod:`ragtune.generate.lora`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 
 from ragtune.errors import AdapterMismatchError
 from ragtune.generate import load_base_model
-from ragtune.generate.adapters import read_adapter
+from ragtune.generate.adapters import peft_quietly, read_adapter
 from ragtune.generate.batching import BASE_ADAPTER
 from ragtune.generate.lora import RowLora, lora_tensors
 from ragtune.types import AdapterFolder
@@ -28,7 +28,8 @@ def peft_logits(base_dir: Path, folder: Path, ids: Any) -> Any:
     from peft import PeftModel
 
     base = load_base_model(base_dir, device="cpu", grounding="none", quantize="none")
-    model = PeftModel.from_pretrained(base.model, str(folder)).eval()
+    with peft_quietly():
+        model = PeftModel.from_pretrained(base.model, str(folder)).eval()
     with torch.no_grad():
         return model(input_ids=ids).logits
 
