@@ -324,10 +324,11 @@ def new_adapter(base: LoadedModel, spec: AdapterSpec) -> PeftModel:
 
     from ragtune.generate.prompts import INSTRUCTION
 
-    if base.quantize != "none":
+    if base.quantize not in ("none", "int8"):
         raise ValueError(
-            f"the base model is quantized ({base.quantize}); adapters train on full-precision "
-            "weights: load it with quantize='none'"
+            f"the base model is quantized to {base.quantize}; adapters train on int8 weights "
+            "(QLoRA-style, see ragtune.generate.qlora) or full-precision ones: load it with "
+            "quantize='int8' or 'none'"
         )
     model = base.model
     if isinstance(spec, LoraSpec):
@@ -344,6 +345,10 @@ def new_adapter(base: LoadedModel, spec: AdapterSpec) -> PeftModel:
             target_modules=list(spec.target_modules),
             layers_to_transform=list(range(spec.first_layer, layers)) if spec.first_layer else None,
         )
+        if base.quantize == "int8":
+            from ragtune.generate.qlora import register_quantized_layers
+
+            register_quantized_layers(config)
         with peft_quietly():
             return get_peft_model(model, config)
     ids = _text_ids(base.tokenizer, spec.init_text or INSTRUCTION, spec.num_virtual_tokens)

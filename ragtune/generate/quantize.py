@@ -36,7 +36,7 @@ Quantize after anything that changes the weights (the grounding adapter is merge
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -61,7 +61,10 @@ class QuantizedLinear(torch.nn.Module):
     """A linear layer ``y = x W^T + b`` with ``W`` held in int8 or int4 (see the module doc).
 
     ``forward`` takes ``(..., in_features)`` floats and returns ``(..., out_features)`` in the
-    input's dtype. Inference only: no gradient flows into the weight.
+    input's dtype. The weight is frozen. A gradient flows back to the input through ``int8``
+    layers (what QLoRA-style training of an adapter on a quantized base needs; see
+    :class:`_Int8Product`); through ``int4`` layers it raises :class:`ModelError`, since
+    PyTorch's int4 CPU kernel has no backward and its packed layout depends on the CPU.
     """
 
     def __init__(self, linear: torch.nn.Linear, scheme: Literal["int8", "int4"]) -> None:
@@ -79,16 +82,48 @@ class QuantizedLinear(torch.nn.Module):
         self.bias = None if bias is None else torch.nn.Parameter(bias.detach().clone(), False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).to(torch.bfloat16)
+        flat = x.reshape(-1, self.in_features)
         if self.scheme == "int8":
-            y = torch._weight_int8pack_mm(flat, self.codes, self.scales)
+            y = _Int8Product.apply(flat, self.codes, self.scales)
+        elif flat.requires_grad and torch.is_grad_enabled():
+            raise ModelError(
+                "a gradient cannot flow through int4 weights (PyTorch's int4 CPU kernel has no "
+                "backward): train the adapter on a base quantized to int8 (train.loop."
+                "base_quantize: int8) or in full precision; it then serves on int4 as well"
+            )
         else:
+            flat = flat.to(torch.bfloat16)
             y = torch._weight_int4pack_mm_for_cpu(flat, self.codes, INT4_GROUP, self.scales)
-        y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+            y = y.to(x.dtype)
+        y = y.reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
+
+    @property
+    def qweight(self) -> torch.Tensor:
+        """The weight codes, under the name PEFT reads to put a LoRA layer wrapping this one on
+        the same device (:mod:`ragtune.generate.qlora`)."""
+        return self.codes
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.scheme}"
+
+
+class _Int8Product(torch.autograd.Function):
+    """``x W_q^T`` for the frozen ``W_q = codes * scales[:, None]``: forward on PyTorch's int8
+    kernel (``x`` read in bfloat16), backward ``dx = dy W_q`` on the weight dequantized for the
+    moment the product takes (one ``(N, K)`` float tensor per layer at a time). No gradient
+    for the codes and scales. ``x`` is ``(M, K)``; the result ``(M, N)`` in ``x``'s dtype."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor) -> Any:
+        ctx.save_for_backward(codes, scales)
+        return torch._weight_int8pack_mm(x.to(torch.bfloat16), codes, scales).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        codes, scales = ctx.saved_tensors
+        weight = codes.to(grad.dtype) * scales.to(grad.dtype)[:, None]
+        return grad @ weight, None, None
 
 
 def _int8_codes(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,6 +75,11 @@ class TrainSettings:
     """Tokens per example at most (prompt and target); longer examples are left out."""
     max_grad_norm: Annotated[float, Gt(0.0)] = 1.0
     seed: int = 0
+    base_quantize: Literal["none", "int8"] = "none"
+    """The frozen base's linear layers while the adapter trains: ``none`` (``generator.dtype``)
+    or ``int8``, QLoRA-style on the CPU (a quarter of float32's memory; the adapter stays in
+    float32). int4 and CUDA are not supported for training (:mod:`ragtune.generate.qlora`
+    says why). The adapter serves on any ``generator.quantize``."""
 
     def __post_init__(self) -> None:
         check_bounds(self)

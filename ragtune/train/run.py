@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import TrainingError
+from ragtune.errors import ModelError, TrainingError
 from ragtune.eval.questions import EvalQuestion, read_questions
 from ragtune.settings import pick
 from ragtune.train.data import DataSettings, build_examples, examples_sha256, split_by_document
@@ -118,8 +118,19 @@ def train_adapter(
         on_data(counts)
 
     spec = cfg.train.spec()
-    # Adapters train on full-precision weights; the served base may be quantized on top.
-    base = load_base_model(**{**asdict(pick(ModelSettings, cfg.generator)), "quantize": "none"})
+    # The base trains in full precision or int8 (QLoRA-style), whatever the served base uses.
+    model_settings = {
+        **asdict(pick(ModelSettings, cfg.generator)),
+        "quantize": settings.base_quantize,
+    }
+    try:
+        base = load_base_model(**model_settings)
+    except ModelError as exc:
+        if settings.base_quantize == "none":
+            raise
+        raise TrainingError(
+            f"train.loop.base_quantize: {settings.base_quantize} cannot be used here: {exc}"
+        ) from exc
     import torch
 
     torch.manual_seed(settings.seed)  # LoRA's A matrices start random: same seed, same start

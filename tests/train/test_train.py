@@ -111,6 +111,21 @@ def test_each_kind_trains_registers_and_answers(
         assert assistant.ask("Why?", adapter="acme/support").adapter_version == 1
 
 
+def test_lora_trains_qlora_style_on_an_int8_base_and_serves(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    from ragtune.train import train_adapter
+
+    raw = _config(setup, "lora", tmp_path, base_quantize="int8", max_steps=2)
+    trained = train_adapter(raw, setup["questions"], tenant="acme", name="q")
+    card = trained.registered.card
+    assert card.settings["loop"]["base_quantize"] == "int8" and card.metrics["steps"] == 2
+    assert card.trainable_parameters > 0 and card.metrics["train_loss"] > 0
+    with Assistant.from_config(raw) as assistant:
+        answer = assistant.ask("How long can items be returned?", adapter="acme/q")
+        assert (answer.adapter, answer.adapter_version) == ("acme/q", 1)
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(
     setup: dict[str, Any], tmp_path: Path
 ) -> None:
