@@ -61,7 +61,9 @@ class FakeGenerator:
     loads: int = 0
 
     def status(self) -> GeneratorStatus:
-        return GeneratorStatus("fake", "cpu", self.max_batch_size, len(self.cards), self.loads)
+        return GeneratorStatus(
+            "fake", "cpu", self.max_batch_size, len(self.cards), self.loads, grounding="none"
+        )
 
     def adapter_card(self, choice: AdapterChoice) -> AdapterCard | None:
         if isinstance(choice, NoAdapter):

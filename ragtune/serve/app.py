@@ -200,6 +200,7 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
         return {
             "status": "ok",
             "model": now.base_model,
+            "grounding": now.grounding,
             "device": now.device,
             "queue_depth": scheduler.depth,
             "adapters_loaded": now.adapters_loaded,
