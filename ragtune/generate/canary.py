@@ -174,7 +174,8 @@ class CanaryPlan:
         )
 
 
-CanaryStatus = Literal["collecting", "ready to promote"]
+CanaryStatus = Literal["collecting", "ready to promote", "inconclusive"]
+STATUSES: tuple[CanaryStatus, ...] = ("collecting", "ready to promote", "inconclusive")
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,9 @@ class Canary:
     )
     looks_done: int = 0
     status: CanaryStatus = "collecting"
-    """``collecting`` until a look finds no metric worse beyond its drop, then ``ready to
-    promote`` (a later look can still roll it back)."""
+    """``collecting`` until a look shows every watched metric within its allowed drop, then
+    ``ready to promote`` (later looks still run, and can still roll it back); ``inconclusive``
+    when the last look has shown neither (see :mod:`ragtune.live.stats`)."""
 
     def look_due(self, canary_requests: int) -> bool:
         """Whether a look is due with this many canary requests recorded."""
@@ -212,7 +214,7 @@ class Canary:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Canary:
         status = data.get("status", "collecting")
-        if status not in ("collecting", "ready to promote"):
+        if status not in STATUSES:
             raise ValueError(f"unknown canary status {status!r}")
         return cls(
             version=int(data["version"]),

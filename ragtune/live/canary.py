@@ -5,7 +5,8 @@ look is due (``min_requests`` times the look's number), it tests every watched m
 arms (:func:`ragtune.live.stats.decide_look`) and acts: a metric worse beyond its allowed drop
 ends the canary at once (the current version takes all traffic from the next request), with the
 reason and the numbers in the adapter's history; otherwise the look and its numbers are
-recorded, and the status says "ready to promote" when every metric passed. The registry's lock
+recorded, and the status says "ready to promote" once a look showed every metric within its
+allowed drop, "inconclusive" when the last look did not. The registry's lock
 and the canary's id make a look happen once even when several processes serve the tenant.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragtune.errors import CanaryError
-from ragtune.generate.canary import METRICS, Canary
+from ragtune.generate.canary import METRICS, Canary, CanaryStatus
 from ragtune.live.stats import CanaryDecision, RatioEstimate, decide_look, summarise
 from ragtune.live.store import LiveStore
 from ragtune.types import AdapterRef, CanaryArm, parse_adapter_ref
@@ -61,9 +62,11 @@ def judge(registry: AdapterRegistry, store: LiveStore, arm: CanaryArm) -> Canary
             return None  # another process ended it first
         log.warning("canary %s@v%d rolled back: %s", arm.adapter, canary.version, decision.reason)
         return decision
-    status: Literal["collecting", "ready to promote"] = (
+    status: CanaryStatus = (
         "ready to promote"
         if decision.action == "ready to promote" or canary.status == "ready to promote"
+        else "inconclusive"
+        if decision.action == "inconclusive"
         else "collecting"
     )
     recorded = registry.record_look(

@@ -12,11 +12,21 @@ are not independent, so the variance is taken over units: with unit totals ``(x_
 ratio metrics whose analysis unit differs from the randomisation unit; Cochran, *Sampling
 Techniques*, 3rd ed., 1977, section 6.3.)
 
-**Test.** For each watched metric, ``drop`` is how much worse the canary is than current in the
-metric's worse direction, and the test is one-sided, H0: ``drop <= allowed`` against H1:
-``drop > allowed``, with ``z = (drop - allowed) / sqrt(Var_current + Var_canary)`` and the
-normal approximation (Welch's unequal variances, large samples). A canary equal to current has
-``drop = 0``, so with an allowed drop above zero a false rollback is much rarer than the level.
+**Tests.** For each watched metric, ``drop`` is how much worse the canary is than current in
+the metric's worse direction, ``se = sqrt(Var_current + Var_canary)`` (Welch's unequal
+variances, normal approximation, large samples), and two one-sided tests at the same level:
+
+- *worse*: H0 ``drop <= allowed`` is rejected, ``(drop - allowed) / se > z(1 - level)``: the
+  canary is worse beyond its allowed drop, and is rolled back;
+- *within*: H0 ``drop >= allowed`` is rejected, i.e. the upper confidence bound
+  ``drop + z(1 - level) * se`` is below ``allowed`` (a non-inferiority test): the data show the
+  canary is not worse beyond its drop;
+- neither: *unsure*, more data are needed. Not being shown worse is not being shown fine: an
+  underpowered canary is never called "ready to promote". An allowed drop of 0 can only be
+  shown by a canary that is better.
+
+A canary equal to current has ``drop = 0``, so with an allowed drop above zero a false rollback
+is much rarer than the level.
 
 **Repeated looks.** A canary is judged at ``looks`` checkpoints (after ``min_requests``,
 ``2 * min_requests`` ... canary requests) on ``M`` metrics. Testing every look at level
@@ -31,9 +41,11 @@ not give; Bonferroni holds without them, at a small cost in power (five looks: 1
 instead of Pocock's 1.6%, two-sided).
 
 **Decision.** At a look: roll back when any metric is worse beyond its allowed drop; "ready to
-promote" when every metric was tested and none is (the ``upper`` bound says how large a drop
-the data still allow); else keep collecting (a metric with fewer than :data:`MIN_UNITS` units
-with data in either arm is not tested).
+promote" when every metric is shown within its allowed drop; else keep collecting, and after
+the last look "inconclusive" (a person decides, or starts a canary with more requests). A metric
+with fewer than :data:`MIN_UNITS` units with data in either arm is not tested. Both errors are
+bounded by ``alpha`` over the whole canary: rolling back a canary that is within its drops, and
+calling one "ready" that is worse beyond them.
 """
 
 from __future__ import annotations
@@ -95,6 +107,9 @@ def ratio_estimate(unit_pairs: Sequence[tuple[float, float]]) -> RatioEstimate:
     return RatioEstimate(value, spread / n / mean_y**2, units)
 
 
+Verdict = Literal["worse", "within", "unsure", "too few"]
+
+
 @dataclass(frozen=True)
 class MetricTest:
     """The test of one watched metric at one look (see the module doc)."""
@@ -106,14 +121,15 @@ class MetricTest:
     """How much worse the canary is, in the metric's unit (negative: better)."""
     allowed: float
     upper: float
-    """One-sided upper confidence bound of the drop at level ``alpha``."""
+    """One-sided upper confidence bound of the drop at level ``alpha``: "within" when it is
+    below ``allowed``."""
     z: float
     p: float
     """One-sided p-value of "the drop is larger than allowed"."""
     alpha: float
     units_current: int
     units_canary: int
-    verdict: Literal["worse", "within", "too few"]
+    verdict: Verdict
 
 
 def drop_test(
@@ -125,11 +141,14 @@ def drop_test(
     alpha: float,
     min_units: int = MIN_UNITS,
 ) -> MetricTest:
-    """Test whether the canary is worse than current on ``metric`` by more than ``allowed``.
+    """Whether the canary is worse than current on ``metric`` by more than ``allowed`` (worse),
+    shown not to be (within), or neither yet (unsure); see the module doc.
 
-    >>> same = RatioEstimate(0.30, 0.0004, 400)
-    >>> drop_test("abstain_rate", same, RatioEstimate(0.31, 0.002, 60), allowed=0.05, alpha=0.005).verdict
+    >>> same = RatioEstimate(0.30, 0.0001, 4000)
+    >>> drop_test("abstain_rate", same, RatioEstimate(0.31, 0.0001, 400), allowed=0.05, alpha=0.005).verdict
     'within'
+    >>> drop_test("abstain_rate", same, RatioEstimate(0.31, 0.002, 60), allowed=0.05, alpha=0.005).verdict
+    'unsure'
     >>> drop_test("abstain_rate", same, RatioEstimate(0.70, 0.003, 60), allowed=0.05, alpha=0.005).verdict
     'worse'
     """
@@ -139,9 +158,14 @@ def drop_test(
     z = (drop - allowed) / se
     p = 1.0 - _NORMAL.cdf(z)
     upper = drop + _NORMAL.inv_cdf(1.0 - alpha) * se
-    enough = min(current.units, canary.units) >= min_units
-    verdict: Literal["worse", "within", "too few"] = (
-        "too few" if not enough else "worse" if p < alpha else "within"
+    verdict: Verdict = (
+        "too few"
+        if min(current.units, canary.units) < min_units
+        else "worse"
+        if p < alpha
+        else "within"
+        if upper < allowed
+        else "unsure"
     )
     return MetricTest(
         metric,
@@ -159,7 +183,7 @@ def drop_test(
     )
 
 
-Action = Literal["rollback", "ready to promote", "collecting"]
+Action = Literal["rollback", "ready to promote", "collecting", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -180,7 +204,7 @@ class CanaryDecision:
             return "rollback"
         if all(t.verdict == "within" for t in self.tests):
             return "ready to promote"
-        return "collecting"
+        return "inconclusive" if self.look >= self.looks else "collecting"
 
     @property
     def reason(self) -> str:
@@ -195,13 +219,22 @@ class CanaryDecision:
                 for t in worse
             ]
             return f"{where}: " + "; ".join(parts)
-        few = [t.metric for t in self.tests if t.verdict == "too few"]
-        if few:
-            return f"{where}: too few users with data to test {', '.join(few)}"
-        bounds = ", ".join(
-            f"{t.metric} drop <= {t.upper:.3g} (allowed {t.allowed:g})" for t in self.tests
+        bounds = "; ".join(
+            f"{t.metric} drop <= {t.upper:.3g} (allowed {t.allowed:g})"
+            if t.verdict != "too few"
+            else f"{t.metric}: too few users with data ({min(t.units_current, t.units_canary)}"
+            f" < {MIN_UNITS})"
+            for t in self.tests
         )
-        return f"{where}: no metric worse beyond its allowed drop; {bounds}"
+        if self.action == "ready to promote":
+            return f"{where}: every metric within its allowed drop; {bounds}"
+        if self.action == "inconclusive":
+            return (
+                f"{where}: the last look, and not every metric is shown within its allowed "
+                f"drop (promote or roll back by hand, or run a canary with more requests); "
+                f"{bounds}"
+            )
+        return f"{where}: not yet shown within the allowed drops, collecting; {bounds}"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
