@@ -310,11 +310,33 @@ def test_feedback_export_round_trips_through_the_eval_reader(
     assert questions[corrected.response_id].answers == ("Two years.",)
     assert not questions[abstained.response_id].answerable
     assert globex.response_id not in out.read_text()
+    # the cited document: what eval scores retrieval against and train takes the gold from
+    assert questions[good.response_id].passage_id == good.cited[0].source == "acme/0.md"
+    assert questions[corrected.response_id].passage_id == corrected.cited[0].source
+    assert questions[abstained.response_id].passage_id is None
+    assert_trainable(list(questions.values()))
     missing = CliRunner().invoke(
         app,
         ["feedback", "export", "--tenant", "initech", "--out", str(out), "--root", str(tmp_path)],
     )
     assert isinstance(missing.exception, FeedbackError) and "give --root" in str(missing.exception)
+
+
+def assert_trainable(questions: list[Any]) -> None:
+    """``ragtune train``'s data step turns every exported question into an example, the gold
+    passage looked up by ``passage_id``."""
+    from ragtune.generate.prompts import PromptPassage
+    from ragtune.train.data import DataSettings, build_examples
+
+    by_source = {f"acme/{i}.md": PromptPassage("", text) for i, text in enumerate(DOCS["acme"])}
+    examples = build_examples(
+        questions,
+        lambda _q, k: list(by_source.items())[:k],
+        lambda document, _answers: by_source.get(document),
+        DataSettings(passages=2, unanswerable_share=None),
+    )
+    assert sorted(e.kind != "unanswerable" for e in examples) == [False, True, True]
+    assert {e.document for e in examples if e.kind != "unanswerable"} == {"acme/0.md"}
 
 
 # -- automatic decisions --------------------------------------------------------------------------

@@ -1,13 +1,18 @@
 """Rated answers as an eval question file (the format :func:`ragtune.eval.read_questions` reads),
 so what users corrected or approved becomes test or training data.
 
-Per rated answer, one line ``{"id", "question", "answers", "answerable", ...}``:
+Per rated answer, one line ``{"id", "question", "answers", "passage_id", "answerable", ...}``:
 
 - with a correction: ``answers`` is ``[correction]``;
 - rated up: the answer as given (citation markers removed), or, for an abstention, no answers
   and ``answerable: false`` (the user agreed the documents do not say);
 - rated down without a correction: left out (nothing says what the answer should have been),
   and counted.
+
+``passage_id`` is the document the answer cited first, absent when it cited none: ``ragtune
+eval`` scores retrieval against it, and ``ragtune train`` takes that document's passage holding
+the answer as the gold passage (it skips answerable questions without one). A correction whose
+answer lies in another document than the one cited is worth a look before training on it.
 
 Extra fields (``rating``, ``corrected``, ``adapter``, ``adapter_version``) say where each line
 came from; the eval reader ignores them. The file is written whole or not at all.
@@ -45,7 +50,7 @@ def question_line(rated: RatedAnswer) -> dict[str, Any] | None:
         answers, answerable = [strip_markers(rated.answer).strip()], True
     else:
         return None
-    return {
+    line: dict[str, Any] = {
         "id": rated.response_id,
         "question": rated.question,
         "answers": answers,
@@ -55,6 +60,9 @@ def question_line(rated: RatedAnswer) -> dict[str, Any] | None:
         "adapter": rated.adapter,
         "adapter_version": rated.version,
     }
+    if answerable and rated.documents:
+        line["passage_id"] = rated.documents[0]
+    return line
 
 
 def export_feedback(store: LiveStore, out: Path) -> ExportSummary:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ragtune.errors import FeedbackError
+from ragtune.eval.records import passage_key
 from ragtune.generate.canary import split_key
 from ragtune.live.canary import decision_event, judge
 from ragtune.live.metrics import observe
@@ -92,6 +93,7 @@ class LiveRecorder:
                 observation=observe(answer),
                 canary_id=arm.canary_id if arm is not None else None,
                 arm=arm.arm if arm is not None else None,
+                documents=tuple(dict.fromkeys(passage_key(p) for p in answer.cited)),
             )
         )
         self._prune(answer.tenant, store)

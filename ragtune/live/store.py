@@ -14,6 +14,7 @@ Nothing here holds a raw user id: the unit column is the split key, a hash
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -49,7 +50,8 @@ CREATE TABLE IF NOT EXISTS answers (
     supported INTEGER NOT NULL,
     support_sum REAL NOT NULL,
     citation_precision REAL NOT NULL,
-    latency_s REAL NOT NULL
+    latency_s REAL NOT NULL,
+    documents TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS answers_canary ON answers (canary_id, arm);
 CREATE INDEX IF NOT EXISTS answers_adapter ON answers (adapter, version);
@@ -94,6 +96,9 @@ class AnswerRecord:
     arm: Literal["current", "canary"] | None = None
     created: float = 0.0
     """POSIX seconds; 0: now."""
+    documents: tuple[str, ...] = ()
+    """The documents the answer cited, in the order first cited (their question-file ids, see
+    :func:`ragtune.eval.records.passage_key`): where an export's ``passage_id`` comes from."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ class RatedAnswer:
     adapter: str
     version: int | None
     rated_at: float
+    documents: tuple[str, ...] = ()
+    """The documents the answer cited (see :class:`AnswerRecord`)."""
 
 
 def tenant_folder(root: Path, tenant: str | None) -> Path:
@@ -147,7 +154,8 @@ class LiveStore:
         o = record.observation
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO answers VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.response_id,
                     record.created or time.time(),
@@ -164,6 +172,7 @@ class LiveStore:
                     o.support_sum,
                     o.citation_precision,
                     o.latency_s,
+                    json.dumps(list(record.documents)),
                 ),
             )
 
@@ -205,14 +214,14 @@ class LiveStore:
             row = db.execute(
                 "SELECT response_id, adapter, version, unit, question, answer, abstained, "
                 "sentences, supported, support_sum, citation_precision, latency_s, canary_id, "
-                "arm, created FROM answers WHERE response_id = ?",
+                "arm, created, documents FROM answers WHERE response_id = ?",
                 (response_id,),
             ).fetchone()
         if row is None:
             return None
         observation = Observation(bool(row[6]), row[7], row[8], row[9], row[10], row[11])
         return AnswerRecord(
-            row[0], row[1], row[2], row[3], row[4], row[5], observation, row[12], row[13], row[14]
+            *row[:6], observation, row[12], row[13], row[14], tuple(json.loads(row[15]))
         )
 
     def rated(self) -> list[RatedAnswer]:
@@ -220,12 +229,10 @@ class LiveStore:
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT a.response_id, a.question, a.answer, a.abstained, f.rating, f.correction, "
-                "a.adapter, a.version, f.created FROM feedback AS f JOIN answers AS a "
+                "a.adapter, a.version, f.created, a.documents FROM feedback AS f JOIN answers AS a "
                 "ON a.response_id = f.response_id ORDER BY f.created, a.response_id"
             ).fetchall()
-        return [
-            RatedAnswer(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows
-        ]
+        return [RatedAnswer(*r[:3], bool(r[3]), *r[4:9], tuple(json.loads(r[9]))) for r in rows]
 
     def canary_requests(self, canary_id: str, arm: Literal["current", "canary"]) -> int:
         """Answers recorded on one arm of a canary."""
