@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import AdapterNotFoundError
+from ragtune.errors import AdapterMismatchError, AdapterNotFoundError
 from ragtune.generate.adapters import AdapterCard
 from ragtune.generate.protocol import GenerationRequest, GeneratorStatus
 from ragtune.types import AdapterChoice, AdapterRef, Generation, NoAdapter, Passage
@@ -120,19 +120,21 @@ def register_fake(
     tenant: str,
     name: str,
     *,
-    abstain: float = 0.0,
     promote: bool = False,
+    **settings: object,
 ) -> int:
-    """Register a version of ``tenant/name`` that :class:`RegistryGenerator` serves, abstaining
-    on a share ``abstain`` of its requests; returns its version. The folder is a real adapter
-    folder (card, PEFT config, a small soft prompt), so the registry checks it as any other."""
+    """Register a version of ``tenant/name`` whose card carries ``settings``; returns its
+    version. :class:`RegistryGenerator` reads ``abstain`` (the share of requests it abstains
+    on) and ``loads=False`` (it cannot be loaded); ``benchmarks/canary.py`` reads ``profile``.
+    The folder is a real adapter folder (card, PEFT config, a small soft prompt), so the
+    registry checks it as any other."""
     import json
 
     import numpy as np
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    adapter = AdapterCard(name, tenant, "prompt", "fake", "0" * 64, settings={"abstain": abstain})  # type: ignore[arg-type]
+    adapter = AdapterCard(name, tenant, "prompt", "fake", "0" * 64, settings=settings)  # type: ignore[arg-type]
     (folder / "adapter.json").write_text(adapter.to_json(), encoding="utf-8")
     (folder / "adapter_config.json").write_text(
         json.dumps({"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 1}), encoding="utf-8"
@@ -164,6 +166,12 @@ class RegistryGenerator(FakeGenerator):
         if not isinstance(choice, AdapterRef):
             raise AdapterNotFoundError(f"no adapter {choice}")
         return self.registry.resolve(choice).card  # type: ignore[no-any-return]
+
+    def load_adapter(self, choice: AdapterChoice) -> AdapterCard | None:
+        card = super().load_adapter(choice)
+        if card is not None and card.settings.get("loads") is False:
+            raise AdapterMismatchError(f"{card.ref} was made for another base model")
+        return card
 
     def stream_many(
         self,

@@ -368,6 +368,24 @@ def test_a_bad_canary_is_rolled_back_with_its_reason_in_the_history(
     assert look["action"] == "rollback" and look["canary_version"] == 2
 
 
+def test_a_canary_that_cannot_load_ends_and_its_requests_go_to_current(
+    world: dict[str, Any],
+) -> None:
+    registry: AdapterRegistry = world["registry"]
+    broken = register_fake(registry, world["root"] / "s4", "acme", "support", loads=False)
+    registry.start_canary(SUPPORT, broken, CanaryPlan(share=0.5))
+    assistant = make_assistant(world)
+    answers = [assistant.ask(QUESTION, tenant="acme", user=f"user-{i}") for i in range(10)]
+    assert {a.adapter_version for a in answers} == {1} and not any(a.abstained for a in answers)
+    assert registry.pointer("acme", "support").canary is None
+    last = registry.history(SUPPORT)[-1]
+    assert (last.action, last.version) == ("canary rolled back", broken)
+    assert last.reason == (
+        f"automatic rollback: v{broken} cannot be loaded "
+        f"(acme/support@v{broken} was made for another base model)"
+    )
+
+
 def test_a_good_canary_is_ready_to_promote_and_status_says_so(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
