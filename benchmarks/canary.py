@@ -21,11 +21,12 @@ process (``--equal-transport direct``, the same code below HTTP) because they ne
 requests each; ``--equal-transport http`` sends them over HTTP too.
 
 Rerun (from the repository root; the defaults are the CLI's: share 0.1, 200 requests per look,
-5 looks, max drop abstain_rate=0.05,support=0.05)::
+5 looks, max drop abstain_rate=0.05,support=0.05), on a quiet machine::
 
     .venv/bin/python benchmarks/canary.py --bad-runs 5 --equal-runs 20
 
-Results go to ``benchmarks/out/canary.json``.
+Results go to ``benchmarks/out/canary.json``; ``--quick`` is a smoke run of a few minutes
+(``canary-quick.json``), not a figure.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, tests.serve.server
 
 import _common
 
@@ -59,6 +62,8 @@ from ragtune.live.settings import LiveSettings
 from ragtune.policy import AdapterDefaults, AnswerPolicy, AssistantPolicy
 from ragtune.text import sentence_spans
 from ragtune.types import AdapterChoice, AdapterRef, Generation, NoAdapter, Passage
+from tests.fakes import register_fake
+from tests.serve.server import running
 
 TENANT, NAME = "bench", "support"
 KEY = "rt-bench-canary"
@@ -136,7 +141,7 @@ class ProfileGenerator:
         self.registry = registry
         self.answers = {item.question: item.answer_sentence for item in items}
         self.rng = random.Random(seed)
-        self.lock = __import__("threading").Lock()
+        self.lock = threading.Lock()
 
     def status(self) -> GeneratorStatus:
         return GeneratorStatus("simulated", "cpu", 8, 0, 0)
@@ -187,25 +192,6 @@ class ProfileGenerator:
             )
 
 
-def _register(registry: AdapterRegistry, folder: Path, profile: str) -> int:
-    """A registered version carrying ``profile`` (real adapter files: card, PEFT config,
-    a one-token soft prompt), so the registry checks it as any other."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True)
-    card = AdapterCard(NAME, TENANT, "prompt", "simulated", "0" * 64, settings={"profile": profile})
-    (folder / "adapter.json").write_text(card.to_json(), encoding="utf-8")
-    (folder / "adapter_config.json").write_text(
-        json.dumps({"peft_type": "PROMPT_TUNING", "num_virtual_tokens": 1}), encoding="utf-8"
-    )
-    save_file(
-        {"prompt_embeddings": np.zeros((1, 8), np.float32)},
-        str(folder / "adapter_model.safetensors"),
-    )
-    return registry.register(folder).card.version
-
-
 def _world(
     work: Path,
     items: Sequence[Item],
@@ -218,8 +204,8 @@ def _world(
     from ragtune.check.support import SupportChecker
 
     registry = AdapterRegistry(work / "adapters")
-    _register(registry, work / "made-current", "current")
-    version = _register(registry, work / "made-candidate", candidate)
+    register_fake(registry, work / "made-current", TENANT, NAME, profile="current")
+    version = register_fake(registry, work / "made-candidate", TENANT, NAME, profile=candidate)
     registry.start_canary(AdapterRef(TENANT, NAME), version, plan)
     policy = AssistantPolicy(
         top_k=3,
@@ -270,9 +256,6 @@ def run(
         rng = random.Random(seed)
         limit = int(args.min_requests * args.looks / args.share * 3)
         if transport == "http":
-            sys.path.insert(0, str(_common.ROOT))
-            from tests.serve.server import running
-
             with running(_over_http(assistant)) as url:
                 return _replay(_http_asker(url), registry, rng, items, args, candidate, limit)
         return _replay(_direct_asker(assistant), registry, rng, items, args, candidate, limit)
@@ -280,32 +263,37 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _http_asker(url: str) -> Callable[[str, str], int]:
+Asker = Callable[[str, str], bool]
+"""``ask(question, user)``: whether the answer came from the canary arm."""
+
+
+def _http_asker(url: str) -> Asker:
     import httpx
 
     client = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {KEY}"})
 
-    def ask(question: str, user: str) -> int:
+    def ask(question: str, user: str) -> bool:
         body = {"model": TENANT, "user": user, "messages": [{"role": "user", "content": question}]}
         reply = client.post(f"{url}/v1/chat/completions", json=body)
         reply.raise_for_status()
-        return int(reply.json()["ragtune"]["adapter_version"])
+        arm = reply.json()["ragtune"]["canary"]
+        return arm is not None and arm["arm"] == "canary"
 
     return ask
 
 
-def _direct_asker(assistant: Assistant) -> Callable[[str, str], int]:
-    def ask(question: str, user: str) -> int:
+def _direct_asker(assistant: Assistant) -> Asker:
+    def ask(question: str, user: str) -> bool:
         [(_, answer)] = list(assistant.answer_stream([Question(question, TENANT, user=user)]))
-        assert not isinstance(answer, BaseException), answer
-        version = answer.adapter_version or (answer.canary.version if answer.canary else 1)
-        return int(version)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer.canary is not None and answer.canary.arm == "canary"
 
     return ask
 
 
 def _replay(
-    ask: Callable[[str, str], int],
+    ask: Asker,
     registry: AdapterRegistry,
     rng: random.Random,
     items: Sequence[Item],
@@ -313,14 +301,15 @@ def _replay(
     candidate: str,
     limit: int,
 ) -> dict[str, Any]:
-    saw: dict[str, set[int]] = {}
+    saw: dict[str, bool] = {}
+    """Per active user: whether any of their answers came from the canary."""
     started = time.perf_counter()
     sent = 0
     ended = None
     while sent < limit:
         user = f"user-{rng.randrange(args.users)}"
-        version = ask(items[rng.randrange(len(items))].question, user)
-        saw.setdefault(user, set()).add(version)
+        on_canary = ask(items[rng.randrange(len(items))].question, user)
+        saw[user] = saw.get(user, False) or on_canary
         sent += 1
         canary = registry.pointer(TENANT, NAME).canary
         if canary is None:
@@ -339,13 +328,42 @@ def _replay(
         "canary_requests_at_end": decision.get("canary_requests"),
         "looks": sum(e.action == "canary look" for e in looks) + (ended == "rolled back"),
         "users_active": len(saw),
-        "users_saw_canary": sum(2 in versions for versions in saw.values()),
+        "users_saw_canary": sum(saw.values()),
         "reason": last.reason,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 # -- the figure -----------------------------------------------------------------------------------
+
+
+def _summary(bad: list[dict[str, Any]], equal: list[dict[str, Any]], users: int) -> dict[str, Any]:
+    """Medians over the bad runs that were rolled back; outcomes of the equal runs."""
+    rolled = [r for r in bad if r["outcome"] == "rolled back"]
+
+    def median(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    def outcomes(runs: list[dict[str, Any]], outcome: str) -> str:
+        return f"{sum(r['outcome'] == outcome for r in runs)}/{len(runs)}"
+
+    return {
+        "bad_rolled_back": outcomes(bad, "rolled back"),
+        "bad_requests_to_rollback_median": median([r["requests"] for r in rolled]),
+        "bad_canary_requests_at_rollback_median": median(
+            [r["canary_requests_at_end"] for r in rolled]
+        ),
+        "bad_users_saw_canary_share_of_active_median": median(
+            [r["users_saw_canary"] / r["users_active"] for r in rolled]
+        ),
+        "bad_users_saw_canary_share_of_all_median": median(
+            [r["users_saw_canary"] / users for r in rolled]
+        ),
+        "equal_false_rollbacks": outcomes(equal, "rolled back"),
+        "equal_ready_to_promote": outcomes(equal, "ready to promote"),
+        "equal_inconclusive": outcomes(equal, "inconclusive"),
+        "equal_requests_median": median([r["requests"] for r in equal]),
+    }
 
 
 def main() -> None:
@@ -359,7 +377,16 @@ def main() -> None:
     p.add_argument("--bad-runs", type=int, default=5)
     p.add_argument("--equal-runs", type=int, default=20)
     p.add_argument("--equal-transport", choices=("direct", "http"), default="direct")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run, not a figure: 40 requests per look, 3 looks, 300 users and "
+        "questions, 1 bad and 2 equal runs (written to canary-quick.json)",
+    )
     args = p.parse_args()
+    if args.quick:
+        args.min_requests, args.looks, args.users, args.questions = 40, 3, 300, 300
+        args.bad_runs, args.equal_runs = 1, 2
     data = _common.require_data(args.data, ["questions.jsonl", "passages.jsonl"])
     items, paragraphs = load_items(data, args.questions)
     print(
@@ -378,35 +405,11 @@ def main() -> None:
             f"  equal seed {1000 + seed}: {equal[-1]['outcome']} after {equal[-1]['requests']}",
             flush=True,
         )
-    rolled = [r for r in bad if r["outcome"] == "rolled back"]
-    summary = {
-        "bad_rolled_back": f"{len(rolled)}/{len(bad)}",
-        "bad_requests_to_rollback_median": statistics.median(r["requests"] for r in rolled)
-        if rolled
-        else None,
-        "bad_canary_requests_at_rollback_median": statistics.median(
-            r["canary_requests_at_end"] for r in rolled
-        )
-        if rolled
-        else None,
-        "bad_users_saw_canary_share_of_active_median": statistics.median(
-            r["users_saw_canary"] / r["users_active"] for r in rolled
-        )
-        if rolled
-        else None,
-        "bad_users_saw_canary_share_of_all_median": statistics.median(
-            r["users_saw_canary"] / args.users for r in rolled
-        )
-        if rolled
-        else None,
-        "equal_false_rollbacks": f"{sum(r['outcome'] == 'rolled back' for r in equal)}/{len(equal)}",
-        "equal_ready_to_promote": f"{sum(r['outcome'] == 'ready to promote' for r in equal)}/{len(equal)}",
-        "equal_requests_median": statistics.median(r["requests"] for r in equal) if equal else None,
-    }
+    summary = _summary(bad, equal, args.users)
     print(json.dumps(summary, indent=2))
     path = _common.write_results(
         args.out,
-        "canary",
+        "canary-quick" if args.quick else "canary",
         {
             "args": vars(args),
             "machine": _common.machine_info(),
