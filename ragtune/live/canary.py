@@ -174,7 +174,7 @@ def format_status(status: AdapterStatus) -> str:
         lines.append(f"no live metrics in the live store {where}")
     else:
         scope = "this canary's split traffic" if canary else "every stored answer"
-        lines.append(f"live metrics ({scope}):")
+        lines.append(f"live metrics ({scope}; value ± 95% interval, variance over users):")
         header = ["version", "role", "requests", "users", *METRICS]
         rows = [header]
         for report in status.versions:
@@ -189,7 +189,8 @@ def format_status(status: AdapterStatus) -> str:
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines += [
-            "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+            ("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))).rstrip()
+            for r in rows
         ]
     if status.last_look is not None:
         e = status.last_look
