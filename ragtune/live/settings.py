@@ -27,7 +27,8 @@ class LiveSettings:
     traffic but are never judged, and feedback is refused."""
     keep_days: Annotated[float, Gt(0.0)] = 30.0
     """Answers older than this that got no feedback are deleted, their question text with them
-    (days)."""
+    (days). A canary's looks count only the answers still kept: keep it longer than a canary
+    runs."""
     max_correction_chars: Annotated[int, Ge(1)] = 4000
     """The longest correction a feedback may carry (characters)."""
 
