@@ -236,6 +236,10 @@ def test_feedback_is_isolated_between_tenants(world: dict[str, Any], server: str
 
     live = world["root"] / "live"
     assert LiveStore(live, "acme").answer(globex["id"]) is None
+    kept = LiveStore(live, "acme").answer(acme["id"])
+    assert kept is not None and (kept.adapter, kept.version, kept.arm) == ("acme/support", 1, None)
+    assert kept.question == QUESTION and kept.documents == ("acme/0.md",) and kept.created > 0
+    assert kept.unit != "alice" and len(kept.unit) == 24  # a hash, never the raw user id
     assert LiveStore(live, "globex").answer(acme["id"]) is None
     assert [r.response_id for r in LiveStore(live, "acme").rated()] == [acme["id"]]
     rated = {"tenant": "acme", "adapter": "acme/support", "version": "1", "rating": "up"}

@@ -221,7 +221,17 @@ class LiveStore:
             return None
         observation = Observation(bool(row[6]), row[7], row[8], row[9], row[10], row[11])
         return AnswerRecord(
-            *row[:6], observation, row[12], row[13], row[14], tuple(json.loads(row[15]))
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            observation,
+            canary_id=row[12],
+            arm=row[13],
+            created=row[14],
+            documents=tuple(json.loads(row[15])),
         )
 
     def rated(self) -> list[RatedAnswer]:
@@ -232,7 +242,21 @@ class LiveStore:
                 "a.adapter, a.version, f.created, a.documents FROM feedback AS f JOIN answers AS a "
                 "ON a.response_id = f.response_id ORDER BY f.created, a.response_id"
             ).fetchall()
-        return [RatedAnswer(*r[:3], bool(r[3]), *r[4:9], tuple(json.loads(r[9]))) for r in rows]
+        return [
+            RatedAnswer(
+                r[0],
+                r[1],
+                r[2],
+                bool(r[3]),
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                documents=tuple(json.loads(r[9])),
+            )
+            for r in rows
+        ]
 
     def canary_requests(self, canary_id: str, arm: Literal["current", "canary"]) -> int:
         """Answers recorded on one arm of a canary."""
