@@ -315,8 +315,10 @@ def test_feedback_export_round_trips_through_the_eval_reader(
     assert not questions[abstained.response_id].answerable
     assert globex.response_id not in out.read_text()
     # the cited document: what eval scores retrieval against and train takes the gold from
-    assert questions[good.response_id].passage_id == good.cited[0].source == "acme/0.md"
-    assert questions[corrected.response_id].passage_id == corrected.cited[0].source
+    assert questions[good.response_id].passage_id == "acme/0.md"
+    [sentence] = corrected.sentences
+    cited = sentence.citations[0].passage
+    assert cited is not None and questions[corrected.response_id].passage_id == cited.source
     assert questions[abstained.response_id].passage_id is None
     assert_trainable(list(questions.values()))
     missing = CliRunner().invoke(

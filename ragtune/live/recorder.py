@@ -93,7 +93,7 @@ class LiveRecorder:
                 observation=observe(answer),
                 canary_id=arm.canary_id if arm is not None else None,
                 arm=arm.arm if arm is not None else None,
-                documents=tuple(dict.fromkeys(passage_key(p) for p in answer.cited)),
+                documents=_cited_documents(answer),
             )
         )
         self._prune(answer.tenant, store)
@@ -162,3 +162,9 @@ def _label(adapter: AdapterChoice, answer: Answer) -> tuple[str, int | None]:
     if isinstance(adapter, AdapterRef):
         return f"{adapter.tenant}/{adapter.name}", adapter.version or answer.adapter_version
     return str(adapter), answer.adapter_version
+
+
+def _cited_documents(answer: Answer) -> tuple[str, ...]:
+    """The documents the answer's sentences cite, in the order first cited."""
+    cited = (c.passage for s in answer.sentences for c in s.citations if c.passage is not None)
+    return tuple(dict.fromkeys(passage_key(p) for p in cited))
