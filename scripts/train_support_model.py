@@ -29,7 +29,9 @@ then the held-out figures, which also go into the card::
 
     .venv/bin/python benchmarks/checker_auroc.py --data ../shared/data/squad-dev --card
 
-Everything is written under ``--out`` (default ``benchmarks/out/support-model``).
+Everything is written under ``--out`` (default ``benchmarks/out/support-model``). Training
+saves a checkpoint there every 50 steps; the same command started again after an interruption
+resumes from it.
 """
 
 from __future__ import annotations
@@ -99,7 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def report(step: int, steps: int, loss: float) -> None:
         print(f"  step {step}/{steps}: loss {loss:.4f}", flush=True)
 
-    trained = train_support_model(base, fit, settings, progress=report)
+    # an interrupted run resumes from here when started again with the same arguments
+    checkpoint = out / "checkpoint.pt"
+    trained = train_support_model(base, fit, settings, progress=report, checkpoint=checkpoint)
+    if trained.resumed_from:
+        print(f"resumed from the checkpoint at step {trained.resumed_from}", flush=True)
+    checkpoint.unlink(missing_ok=True)
     print(
         f"trained: {trained.steps} steps in {trained.seconds:.0f} s "
         f"({trained.claims_per_second:.2f} claims/s)",

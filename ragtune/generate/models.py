@@ -66,7 +66,7 @@ class ModelSettings:
     device: str = "auto"
     """auto (CUDA when present), cpu, cuda or cuda:N."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    grounding: str = "none"
+    grounding: str = "shipped"
     """The grounding adapter merged into the base weights at load
     (:mod:`ragtune.generate.grounding`): ``shipped`` (the one ragtune ships for the embedded
     model), ``none`` (the bare base model) or the folder of a LoRA grounding adapter."""

@@ -15,7 +15,10 @@ without one (``ragtune check`` lines may have none). The learning rate rises lin
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -67,6 +70,8 @@ class TrainedSupportModel:
     claims_seen: int
     losses: tuple[float, ...] = field(default_factory=tuple)
     """Mean loss of every 10 steps."""
+    resumed_from: int = 0
+    """The checkpoint's step this run started from (0: from the start)."""
 
     @property
     def claims_per_second(self) -> float:
@@ -100,15 +105,31 @@ def _batches(lengths: Sequence[int], size: int, rng: random.Random) -> list[list
     return batches
 
 
+def _fingerprint(base: Path, claims: Sequence[Claim], settings: SupportTrainSettings) -> str:
+    """What a checkpoint must match to be resumed: the base folder, the claims and settings."""
+    digest = hashlib.sha256(f"{base.resolve()}\n{settings!r}\n".encode())
+    for c in claims:
+        row = (c.question, c.claim, c.evidence, c.kind, c.supported)
+        digest.update(json.dumps(row).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def train_support_model(
     base: Path,
     claims: Sequence[Claim],
     settings: SupportTrainSettings | None = None,
     *,
     progress: Callable[[int, int, float], None] | None = None,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 50,
 ) -> TrainedSupportModel:
     """Fine-tune a one-logit classifier from the encoder in ``base`` on ``claims`` (CPU, or
     CUDA when present). ``progress(step, steps, loss)`` is called every 10 steps.
+
+    With ``checkpoint`` (a file path), the model, optimiser, schedule and data order are saved
+    there every ``checkpoint_every`` steps (written to a temporary file, then renamed), and a run
+    started again with the same base, claims and settings resumes from it: the result equals an
+    uninterrupted run's. A checkpoint made for other claims or settings is ignored and replaced.
 
     Raises ``ValueError`` without claims of both labels.
     """
@@ -165,12 +186,56 @@ def train_support_model(
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = random.Random(settings.seed)
     model.train()
-    step, seen, window, losses = 0, 0, [], []
+    step, seen = 0, 0
+    window: list[float] = []
+    losses: list[float] = []
+    spent = 0.0  # seconds in earlier runs of a resumed training
+    epoch_rng = rng.getstate()
+    done_in_epoch = 0
+    fingerprint = _fingerprint(base, claims, settings) if checkpoint else ""
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        if saved.get("fingerprint") == fingerprint:
+            model.load_state_dict(saved["model"])
+            optimiser.load_state_dict(saved["optimiser"])
+            schedule.load_state_dict(saved["schedule"])
+            torch.set_rng_state(saved["torch_rng"])
+            step, seen, losses, window = saved["step"], saved["seen"], saved["losses"], []
+            spent, epoch_rng, done_in_epoch = saved["seconds"], saved["epoch_rng"], saved["done"]
+            rng.setstate(epoch_rng)
+    resumed_from = step
+
+    def save() -> None:
+        assert checkpoint is not None
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        partial = checkpoint.with_name(checkpoint.name + ".partial")
+        state = {
+            "fingerprint": fingerprint,
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "schedule": schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "seen": seen,
+            "losses": losses,
+            "seconds": spent + time.perf_counter() - started,
+            "epoch_rng": epoch_rng,
+            "done": done_in_epoch,
+        }
+        torch.save(state, partial)
+        os.replace(partial, checkpoint)
+
     started = time.perf_counter()
     while step < steps:
-        for batch in _batches(lengths, settings.batch_size, rng):
+        epoch_rng = rng.getstate()
+        batches = _batches(lengths, settings.batch_size, rng)
+        skip, done_in_epoch = done_in_epoch, 0
+        for index, batch in enumerate(batches):
             if step >= steps:
                 break
+            if index < skip:
+                done_in_epoch = index + 1
+                continue
             features = tokenizer.pad(
                 {k: [encoded[k][i] for i in batch] for k in encoded}, return_tensors="pt"
             ).to(device)
@@ -183,12 +248,19 @@ def train_support_model(
             optimiser.zero_grad(set_to_none=True)
             step += 1
             seen += len(batch)
+            done_in_epoch = index + 1
             window.append(loss.item())
             if step % 10 == 0 or step == steps:
                 losses.append(round(sum(window) / len(window), 4))
                 window = []
                 if progress is not None:
                     progress(step, steps, losses[-1])
-    seconds = time.perf_counter() - started
+            if checkpoint is not None and step % checkpoint_every == 0 and step < steps:
+                save()
+        else:
+            done_in_epoch = 0
+    seconds = spent + time.perf_counter() - started
     model.eval().to("cpu")
-    return TrainedSupportModel(model, tokenizer, step, seconds, seen, tuple(losses))
+    return TrainedSupportModel(
+        model, tokenizer, step, seconds, seen, tuple(losses), resumed_from=resumed_from
+    )
