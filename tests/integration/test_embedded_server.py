@@ -36,6 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     raw = config.model_dump(mode="json")
     raw["retriever"]["index"] = str(root / "index")
     raw["adapters"]["root"] = str(root / "adapters")
+    raw["live"]["root"] = str(root / "live")
     (root / "serve.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     with served(root / "serve.yaml", root / "server.log", env={"RAGTUNE_KEY_ACME": KEY}) as url:
         yield url  # leaving checks that it shut down cleanly (exit status 0)
@@ -58,6 +59,19 @@ def test_a_cited_checked_answer_over_http(server: str) -> None:
     cited = [c for c in extra["citations"] if c["verdict"] == "supported"]
     assert cited and all(c["source"].endswith("warranty.md") for c in cited)
     assert all(c["quote"] and c["span"][1] > c["span"][0] for c in cited)
+
+
+def test_feedback_on_an_answer_is_taken(server: str) -> None:
+    reply = _client(server).chat.completions.create(
+        model="acme", messages=[{"role": "user", "content": WARRANTY}], user="alice"
+    )
+    taken = httpx.post(
+        f"{server}/v1/feedback",
+        json={"response_id": reply.id, "rating": "up"},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+    )
+    assert taken.status_code == 200 and taken.json()["rating"] == "up"
 
 
 def test_the_streamed_answer_is_the_same_and_ends_with_citations(server: str) -> None:
