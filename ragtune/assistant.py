@@ -462,11 +462,11 @@ class Assistant:
 
             self.telemetry.emit(answer_event(answer))
         if self.live is not None:
-            import sqlite3
+            from ragtune.errors import LiveStoreError
 
             try:
                 self.live.record(answer, item.adapter, item.user)
-            except (sqlite3.Error, OSError) as exc:  # the answer stands; the record is lost
+            except (LiveStoreError, OSError) as exc:  # the answer stands; the record is lost
                 import logging
 
                 logging.getLogger(__name__).warning(

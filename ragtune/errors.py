@@ -153,6 +153,11 @@ class ResponseNotFoundError(FeedbackError):
     another tenant's (the three read alike)."""
 
 
+class LiveStoreError(RagtuneError):
+    """The live store (answers, feedback, canary counts) cannot be read or written: a locked,
+    full or damaged database file."""
+
+
 class EvalError(RagtuneError):
     """An evaluation cannot run or be read: a bad question file, a run folder in another state."""
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ragtune.errors import FeedbackError, ResponseNotFoundError
+from ragtune.errors import FeedbackError, LiveStoreError, ResponseNotFoundError
 from ragtune.live.metrics import Observation, UnitTotals
 from ragtune.types import check_name
 
@@ -305,13 +305,19 @@ class LiveStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A short connection whose block is one transaction (committed, or rolled back on an
         error); the schema is made on first use."""
-        if not self._ready:
-            self._create()
-        with closing(sqlite3.connect(self.path, timeout=30.0)) as db:
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA synchronous = NORMAL")
-            with db:
-                yield db
+        try:
+            if not self._ready:
+                self._create()
+            with closing(sqlite3.connect(self.path, timeout=30.0)) as db:
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("PRAGMA synchronous = NORMAL")
+                with db:
+                    yield db
+        except sqlite3.Error as exc:
+            raise LiveStoreError(
+                f"the live store {self.path} failed ({exc}): check the disk and the file's "
+                "permissions, or move the file aside to start a new one"
+            ) from exc
 
     def _create(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -31,14 +31,19 @@ KINDS = ("prompt", "prefix", "lora")
 
 
 def make_generator(
-    base_dir: Path | str | None, root: Path, *, context_window: int = 512, max_loaded: int = 32
+    base_dir: Path | str | None,
+    root: Path,
+    *,
+    context_window: int = 512,
+    max_loaded: int = 32,
+    grounding: str = "none",
 ) -> tuple[HFGenerator, AdapterPool]:
-    """A generator on a fresh load of the model in ``base_dir`` (None: the embedded default),
-    with its adapter pool over the registry at ``root``."""
+    """A generator on a fresh load of the model in ``base_dir`` (None: the embedded default)
+    with ``grounding`` merged, and its adapter pool over the registry at ``root``."""
     base = (
-        load_base_model(base_dir, device="cpu", grounding="none")
+        load_base_model(base_dir, device="cpu", grounding=grounding)
         if base_dir is not None
-        else load_base_model(device="cpu", grounding="none")
+        else load_base_model(device="cpu", grounding=grounding)
     )
     pool = AdapterPool(base, AdapterRegistry(root), PoolSettings(root, max_loaded=max_loaded))
     return HFGenerator(base, pool, GeneratorSettings(context_window=context_window)), pool

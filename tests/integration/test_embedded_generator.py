@@ -70,8 +70,10 @@ def test_every_adapter_kind_trains_and_generates_on_the_embedded_model(tmp_path:
         "prefix": PrefixSpec(),
         "lora": LoraSpec(r=4, target_modules=("q_proj", "v_proj")),
     }
+    # Tenant adapters train and serve on the grounded base (the shipped default).
     for kind, spec in specs.items():
         trainer = load_base_model(device="cpu")  # LoRA changes the model it is put on
+        assert trainer.grounded
         peft_model = new_adapter(trainer, spec)
         _train_one_step(peft_model, trainer.tokenizer)
         card = AdapterCard(
@@ -83,7 +85,9 @@ def test_every_adapter_kind_trains_and_generates_on_the_embedded_model(tmp_path:
         )
         registry.register(save_adapter(peft_model, tmp_path / "out" / kind, card))
 
-    generator, _pool = make_generator(None, tmp_path / "adapters", context_window=2048)
+    generator, _pool = make_generator(
+        None, tmp_path / "adapters", context_window=2048, grounding="shipped"
+    )
     ten = DecodeSettings(max_new_tokens=10)
     requests = [
         GenerationRequest(EXAMPLE[0], [PASSAGE], a, ten)
