@@ -144,7 +144,7 @@ class ProfileGenerator:
         self.lock = threading.Lock()
 
     def status(self) -> GeneratorStatus:
-        return GeneratorStatus("simulated", "cpu", 8, 0, 0)
+        return GeneratorStatus("simulated", "cpu", 8, 0, 0, grounding="none")
 
     def adapter_card(self, choice: AdapterChoice) -> AdapterCard | None:
         if isinstance(choice, NoAdapter):
