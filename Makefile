@@ -25,7 +25,8 @@ demo: $(STAMP)
 	$(BIN)/ragtune config validate configs/default.yaml
 	$(BIN)/ragtune index build examples/acme --out indexes/demo --config configs/default.yaml
 	$(BIN)/ragtune index search indexes/demo "How long do I have to send back an opened blender?" -k 2
-	# Three questions the sample corpus answers and one it cannot (the assistant abstains).
+	# Ordinary questions about the sample company (prices, dates, conditions) with the shipped
+	# grounding adapter, and a last one the documents cannot answer (the assistant abstains).
 	$(BIN)/ragtune ask --config configs/default.yaml --index indexes/demo --questions examples/questions.txt
 
 lint: $(STAMP)

@@ -11,17 +11,29 @@ abstention when the best passage scores below ``abstain.min_retrieval_score``; i
 sentences cut out of passages (retrieved text is data); generation with the tenant's adapter;
 the citation checker; the ``on_unsupported`` policy (abstain, flag or drop); personal data
 redacted from the answer; one telemetry event. Each stage is chosen by the config.
+
+When the adapter a request resolves to has a canary running (:mod:`ragtune.generate.canary`),
+the request is pinned to the current or the canary version by the seeded split, sticky per
+``user``. With a live store (``live.root``), every answer is recorded for the live metrics, the
+canary is judged when a look is due, and :meth:`Assistant.feedback` takes ratings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import AdapterMismatchError, AdapterNotFoundError, RagtuneError, RequestError
+from ragtune.errors import (
+    AdapterError,
+    AdapterMismatchError,
+    AdapterNotFoundError,
+    RagtuneError,
+    RequestError,
+)
 from ragtune.policy import AssistantPolicy
 from ragtune.types import (
     TENANT_DEFAULT,
@@ -30,11 +42,13 @@ from ragtune.types import (
     AdapterRef,
     AdapterRequest,
     Answer,
+    CanaryArm,
     ClaimVerdict,
     NoAdapter,
     Passage,
     StageTimings,
     TenantDefault,
+    new_response_id,
     parse_adapter_choice,
 )
 
@@ -44,6 +58,8 @@ if TYPE_CHECKING:
     from ragtune.config import RagtuneConfig
     from ragtune.generate import AdapterEntry, AdapterRegistry, Generator
     from ragtune.guard import InputGuard
+    from ragtune.live.recorder import LiveRecorder
+    from ragtune.live.store import FeedbackRecord
     from ragtune.retrieve.base import Retriever
     from ragtune.telemetry import Telemetry
 
@@ -59,6 +75,11 @@ class Question:
     adapter: AdapterChoice | TenantDefault = TENANT_DEFAULT
     max_new_tokens: int | None = None
     """Fewer new tokens than the configured decoding allows; None: as configured."""
+    user: str | None = None
+    """The asking user's id (the OpenAI ``user`` field): keeps them on one side of a canary.
+    None: an anonymous request, split on its own."""
+    response_id: str = field(default_factory=new_response_id)
+    """The answer's id, what feedback on it names."""
 
 
 class Assistant:
@@ -76,6 +97,7 @@ class Assistant:
         input_guard: InputGuard | None = None,
         redact: Callable[[str], str] | None = None,
         telemetry: Telemetry | None = None,
+        live: LiveRecorder | None = None,
         close: Callable[[], None] | None = None,
     ) -> None:
         self.retriever = retriever
@@ -89,6 +111,8 @@ class Assistant:
         self.input_guard = input_guard
         self.redact = redact
         self.telemetry = telemetry
+        self.live = live
+        """Records answers (live metrics, canary looks) and feedback; None: neither."""
         self._close = close
 
     @classmethod
@@ -106,6 +130,7 @@ class Assistant:
         from ragtune.guard import InputGuard
         from ragtune.index import IndexStore
         from ragtune.ingest.pii import scrub
+        from ragtune.live.recorder import LiveRecorder
         from ragtune.telemetry import Telemetry
 
         cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
@@ -134,16 +159,27 @@ class Assistant:
             guard = InputGuard(
                 topics, embedder=embedder if any(t.description for t in topics) else None
             )
+            registry = AdapterRegistry(cfg.adapters.root)
+            redact = (lambda text: scrub(text).text) if cfg.guard.redact_pii else None
+            telemetry = Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans)
+            live = (
+                LiveRecorder(
+                    cfg.live_settings(), registry=registry, telemetry=telemetry, redact=redact
+                )
+                if cfg.live.root is not None
+                else None
+            )
             assistant = cls(
                 retriever,
                 generator,
                 checker,
                 policy=cfg.assistant_policy(),
-                registry=AdapterRegistry(cfg.adapters.root),
+                registry=registry,
                 answerability=cfg.answerability_model(),
                 input_guard=guard,
-                redact=(lambda text: scrub(text).text) if cfg.guard.redact_pii else None,
-                telemetry=Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans),
+                redact=redact,
+                telemetry=telemetry,
+                live=live,
                 close=store.close,
             )
             assistant._check_defaults(cfg.adapters.kinds())
@@ -195,9 +231,10 @@ class Assistant:
         *,
         tenant: str | None = None,
         adapter: AdapterRequest = TENANT_DEFAULT,
+        user: str | None = None,
     ) -> Answer:
         """Answer one question from the tenant's documents (see the module doc)."""
-        return self.ask_many([question], tenant=tenant, adapter=adapter)[0]
+        return self.ask_many([question], tenant=tenant, adapter=adapter, user=user)[0]
 
     def ask_many(
         self,
@@ -205,24 +242,51 @@ class Assistant:
         *,
         tenant: str | None = None,
         adapter: AdapterRequest = TENANT_DEFAULT,
+        user: str | None = None,
     ) -> list[Answer]:
         """Answer many questions; generation runs in batches of the generator's batch size.
 
         ``adapter`` defaults to the tenant's default adapter (the base model when it has
-        none). Raises on the first question that is refused (empty, too long, an adapter that
-        is not the tenant's), before any work is done.
+        none). ``user`` keeps the user on one side of a running canary (None: each question
+        is split on its own). Raises on the first question that is refused (empty, too long,
+        an adapter that is not the tenant's), before any work is done.
         """
         for question in questions:
             self._check_request(question)
         requested = self._parse_adapter(adapter)
         self.adapter_for(tenant, requested)
         answers: list[Answer | None] = [None] * len(questions)
-        batch = [Question(q, tenant, requested) for q in questions]
+        batch = [Question(q, tenant, requested, user=user) for q in questions]
         for index, outcome in self.answer_stream(batch):
             if isinstance(outcome, BaseException):
                 raise outcome
             answers[index] = outcome
         return answers  # type: ignore[return-value]
+
+    def feedback(
+        self,
+        response_id: str,
+        rating: str,
+        *,
+        tenant: str | None,
+        correction: str | None = None,
+    ) -> FeedbackRecord:
+        """Keep a user's rating (``up`` or ``down``) of one of ``tenant``'s answers, with an
+        optional correction (what the answer should have said).
+
+        ``response_id`` is :attr:`Answer.response_id` (over HTTP, the completion's ``id``). An
+        id that ``tenant`` never received is refused (:class:`~ragtune.errors.FeedbackError`),
+        another tenant's alike. ``ragtune feedback export`` turns ratings into eval questions.
+        """
+        from ragtune.errors import FeedbackError
+        from ragtune.live.recorder import parse_rating
+
+        if self.live is None:
+            raise FeedbackError(
+                "feedback is not kept: set live.root in the config (the folder of the "
+                "per-tenant live stores)"
+            )
+        return self.live.feedback(tenant, response_id, parse_rating(rating), correction)
 
     def adapters(self, tenant: str) -> list[AdapterEntry]:
         """The adapters registered for ``tenant`` (for ``GET /v1/models``)."""
@@ -279,16 +343,24 @@ class Assistant:
         for index, question in enumerate(questions):
             try:
                 self._check_request(question.text)
-                adapter = self.adapter_for(question.tenant, question.adapter)
-                self.generator.load_adapter(adapter)  # a broken version is refused here, alone
+                chosen = self.adapter_for(question.tenant, question.adapter)
+                adapter, arm = self._split(chosen, question)
+                adapter, arm = self._load(adapter, arm)  # a broken version is refused here, alone
                 settings = self._decode_settings(question.max_new_tokens)
-                item = _Work(question.text, time.perf_counter())
+                item = _Work(
+                    question.text,
+                    time.perf_counter(),
+                    response_id=question.response_id,
+                    user=question.user,
+                    adapter=adapter,
+                    canary=arm,
+                )
                 self._guard_and_retrieve(item, question.tenant)
             except RagtuneError as exc:
                 yield index, exc
                 continue
             if item.answer is not None:
-                yield index, self._emit(item.answer)
+                yield index, self._emit(item.answer, item)
             else:
                 request = GenerationRequest(
                     item.question,
@@ -310,7 +382,7 @@ class Assistant:
                         continue
                     index, item, tenant, _request = chunk[j]
                     item.generation_seconds = time.perf_counter() - started
-                    yield index, self._emit(self._finish(item, event, tenant))
+                    yield index, self._emit(self._finish(item, event, tenant), item)
 
     @staticmethod
     def _parse_adapter(adapter: AdapterRequest) -> AdapterChoice | TenantDefault:
@@ -338,11 +410,68 @@ class Assistant:
             )
         return replace(configured, max_new_tokens=max_new_tokens)
 
-    def _emit(self, answer: Answer) -> Answer:
+    def _split(
+        self, choice: AdapterChoice, question: Question
+    ) -> tuple[AdapterChoice, CanaryArm | None]:
+        """Pin an unversioned registered adapter with a running canary to the current or the
+        canary version, by the seeded split (sticky per user); any other choice is as given."""
+        if self.registry is None or not isinstance(choice, AdapterRef) or choice.version:
+            return choice, None
+        from ragtune.generate.canary import split, split_key
+
+        pointer = self.registry.pointer(choice.tenant, choice.name)
+        if pointer.canary is None or pointer.current is None:
+            return choice, None
+        key, sticky = split_key(question.user, question.response_id)
+        return split(choice, pointer.current, pointer.canary, key, sticky=sticky)
+
+    def _load(
+        self, adapter: AdapterChoice, arm: CanaryArm | None
+    ) -> tuple[AdapterChoice, CanaryArm | None]:
+        """Load the request's adapter. A canary version that cannot serve on this base model
+        ends its canary (said in the history) and the request goes to the current version."""
+        try:
+            self.generator.load_adapter(adapter)
+            return adapter, arm
+        except AdapterNotFoundError:
+            raise
+        except AdapterError as exc:
+            if arm is None or arm.arm != "canary" or self.registry is None:
+                raise
+            import logging
+
+            from ragtune.errors import CanaryError
+            from ragtune.types import parse_adapter_ref
+
+            ref = parse_adapter_ref(arm.adapter)
+            with contextlib.suppress(CanaryError):  # ended already
+                self.registry.end_canary(
+                    ref,
+                    reason=f"automatic rollback: v{arm.version} cannot be loaded ({exc})",
+                    canary_id=arm.canary_id,
+                )
+            logging.getLogger(__name__).warning("canary %s ended: %s", adapter, exc)
+            current = self.registry.current_version(ref.tenant, ref.name)
+            fallback = AdapterRef(ref.tenant, ref.name, current)
+            self.generator.load_adapter(fallback)
+            return fallback, None
+
+    def _emit(self, answer: Answer, item: _Work) -> Answer:
         if self.telemetry is not None:
             from ragtune.telemetry import answer_event
 
             self.telemetry.emit(answer_event(answer))
+        if self.live is not None:
+            from ragtune.errors import LiveStoreError
+
+            try:
+                self.live.record(answer, item.adapter, item.user)
+            except (LiveStoreError, OSError) as exc:  # the answer stands; the record is lost
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "answer %s not recorded in the live store: %s", answer.response_id, exc
+                )
         return answer
 
     def _check_request(self, question: str) -> None:
@@ -538,6 +667,8 @@ class Assistant:
             output_tokens=generation.output_tokens if generation else 0,
             finish_reason=generation.finish_reason if generation else "",
             answerability=dict(item.answerability),
+            response_id=item.response_id,
+            canary=item.canary,
         )
 
     def _span(self, name: str, **attributes: Any) -> Any:
@@ -554,6 +685,11 @@ class _Work:
 
     question: str
     started: float
+    response_id: str = ""
+    user: str | None = None
+    adapter: AdapterChoice = field(default_factory=NoAdapter)
+    """The concrete adapter the request was sent to (pinned when a canary split it)."""
+    canary: CanaryArm | None = None
     passages: list[Passage] = field(default_factory=list)
     shown: list[Passage] = field(default_factory=list)
     answer: Answer | None = None

@@ -33,6 +33,7 @@ from ragtune.index.embedders import EmbedderSettings
 from ragtune.index.lexical import LexicalSpec
 from ragtune.index.vectors import FlatSpec, HNSWSpec, IVFPQSpec, VectorIndexSpec
 from ragtune.ingest.chunking import ChunkingSettings, IngestSettings
+from ragtune.live.settings import LiveSettings
 from ragtune.policy import (
     AbstainPolicy,
     AdapterDefaults,
@@ -83,6 +84,7 @@ __all__ = [
     "IngestConfig",
     "LexicalConfig",
     "LexicalRetrieverConfig",
+    "LiveConfig",
     "RagtuneConfig",
     "ServeConfig",
     "TelemetryConfig",
@@ -380,6 +382,14 @@ class TelemetryConfig(TelemetrySettings):
 
 
 @pydantic_dataclass(frozen=True, config=_SECTION)
+class LiveConfig(LiveSettings):
+    """Live metrics per adapter version (canary decisions) and user feedback, per tenant."""
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
+
+
+@pydantic_dataclass(frozen=True, config=_SECTION)
 class PromptTuningConfig(PromptSpec):
     """A soft prompt: trainable input embeddings, initialised from a text."""
 
@@ -476,6 +486,7 @@ class RagtuneConfig(_Strict):
     abstain: AbstainConfig = Field(default_factory=AbstainConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
@@ -496,6 +507,10 @@ class RagtuneConfig(_Strict):
             adapters=self.adapters.policy(),
             decoding=pick(DecodeSettings, self.generator),
         )
+
+    def live_settings(self) -> LiveSettings:
+        """Where answers and feedback are recorded (``live.root`` None: nowhere)."""
+        return pick(LiveSettings, self.live)
 
     def answerability_model(self) -> Calibration | None:
         """The answerability model shipped with the grounding adapter, when the abstain

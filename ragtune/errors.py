@@ -16,9 +16,12 @@ The tree::
     ├── AdapterError           an adapter cannot be registered, found or loaded
     │   ├── AdapterNotFoundError   no such tenant, name or version
     │   ├── AdapterMismatchError   made for another base model, or shapes that do not fit it
-    │   └── AdapterCorruptError    a file of the adapter is missing or damaged
+    │   ├── AdapterCorruptError    a file of the adapter is missing or damaged
+    │   └── CanaryError            a canary cannot be started or ended as asked
     ├── GenerationError        a generation request cannot be served (too long, bad settings)
     ├── RequestError           a question cannot be taken as asked (empty, too long)
+    │   └── FeedbackError          feedback that cannot be taken (a bad rating, no store)
+    │       └── ResponseNotFoundError  no answer of this tenant has that response id
     └── RetrievalError         a query cannot be answered (empty query, unknown mode)
 
 Each message names the problem and the fix. The CLI prints the message without a traceback
@@ -32,10 +35,12 @@ __all__ = [
     "AdapterError",
     "AdapterMismatchError",
     "AdapterNotFoundError",
+    "CanaryError",
     "ConfigError",
     "EmbedderError",
     "EmbedderMismatchError",
     "EmptySourceError",
+    "FeedbackError",
     "GenerationError",
     "IndexCorruptError",
     "IndexError_",
@@ -45,6 +50,7 @@ __all__ = [
     "ModelError",
     "RagtuneError",
     "RequestError",
+    "ResponseNotFoundError",
     "RetrievalError",
 ]
 
@@ -124,12 +130,32 @@ class AdapterCorruptError(AdapterError):
     """A file of the adapter is missing or cannot be read."""
 
 
+class CanaryError(AdapterError):
+    """A canary cannot be started or ended as asked (one is running, no current version, a
+    version that is already current); the registry is left as it was."""
+
+
 class GenerationError(RagtuneError):
     """A generation request cannot be served as asked (too long, bad sampling settings)."""
 
 
 class RequestError(RagtuneError):
     """A question that cannot be taken as asked (empty, too long)."""
+
+
+class FeedbackError(RequestError):
+    """Feedback that cannot be taken: no response id, a rating other than up or down, a
+    correction that is too long, or no live store configured."""
+
+
+class ResponseNotFoundError(FeedbackError):
+    """No answer of this tenant has that response id: it never existed, was pruned, or is
+    another tenant's (the three read alike)."""
+
+
+class LiveStoreError(RagtuneError):
+    """The live store (answers, feedback, canary counts) cannot be read or written: a locked,
+    full or damaged database file."""
 
 
 class EvalError(RagtuneError):

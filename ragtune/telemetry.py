@@ -1,7 +1,9 @@
 """Telemetry: one JSON event per question, and OpenTelemetry spans per stage when installed.
 
 Events hold no question text and no answer text, only a hash of the question; retrieved ids and
-scores, timings, verdicts, abstention. Lines are appended under a lock, one ``write`` each, so
+scores, timings, verdicts, abstention, the response id and the canary arm with its hashed split
+key (so the split can be checked from the log). Live recording adds ``feedback`` events (the
+rating, never the correction) and ``canary_look`` events (a canary's tests and decision). Lines are appended under a lock, one ``write`` each, so
 concurrent askers never interleave a line.
 """
 
@@ -56,6 +58,18 @@ def answer_event(answer: Answer) -> dict[str, Any]:
         "citation_precision": answer.citation_precision,
         "flags": list(answer.flags),
         "answer_chars": len(answer.text),
+        "response_id": answer.response_id,
+        "canary": (
+            None
+            if answer.canary is None
+            else {
+                "id": answer.canary.canary_id,
+                "arm": answer.canary.arm,
+                "version": answer.canary.version,
+                "key": answer.canary.key,
+                "sticky": answer.canary.sticky,
+            }
+        ),
     }
 
 

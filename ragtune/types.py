@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "NO_ADAPTER",
@@ -16,6 +17,7 @@ __all__ = [
     "AdapterRef",
     "AdapterRequest",
     "Answer",
+    "CanaryArm",
     "Chunk",
     "Citation",
     "ClaimVerdict",
@@ -28,6 +30,7 @@ __all__ = [
     "TenantDefault",
     "TextEdit",
     "check_name",
+    "new_response_id",
     "parse_adapter_choice",
     "parse_adapter_ref",
 ]
@@ -162,6 +165,29 @@ def parse_adapter_ref(text: str) -> AdapterRef:
         )
     version = int(match["version"]) if match["version"] else None
     return AdapterRef(match["tenant"], match["name"], version)
+
+
+def new_response_id() -> str:
+    """A fresh id for one answer: what feedback names (``resp-`` and 32 hex digits)."""
+    return "resp-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class CanaryArm:
+    """The side of a running canary one request was sent to, and why (see
+    :mod:`ragtune.generate.canary`): recorded with its answer, so every split can be checked."""
+
+    canary_id: str
+    adapter: str
+    """``tenant/name`` of the adapter under canary."""
+    arm: Literal["current", "canary"]
+    version: int
+    """The version the request was pinned to."""
+    key: str
+    """The hashed split key: of the user id when the client sent one (sticky), else of the
+    response id."""
+    sticky: bool
+    """Whether the key is a user's (the same user always lands on the same arm)."""
 
 
 @dataclass(frozen=True)
@@ -394,6 +420,10 @@ class Answer:
     answerability: Mapping[str, float] = field(default_factory=dict)
     """With an answerability model: its signals, the model's ``abstain_probability`` and the
     calibrated ``probability`` that the passages answer the question; empty otherwise."""
+    response_id: str = ""
+    """The answer's id (the ``id`` of the HTTP reply): what feedback on it names."""
+    canary: CanaryArm | None = None
+    """The canary arm the request was sent to, when its adapter had a canary running."""
 
     @property
     def checked(self) -> tuple[ClaimVerdict, ...]:

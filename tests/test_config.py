@@ -175,6 +175,7 @@ def test_each_setting_is_declared_once_with_one_default() -> None:
     from ragtune.generate import DecodeSettings, GeneratorSettings, LoraSpec, ModelSettings
     from ragtune.index import EmbedderSettings, FlatSpec, LexicalSpec
     from ragtune.ingest.chunking import ChunkingSettings, IngestSettings
+    from ragtune.live import LiveSettings
     from ragtune.policy import AnswerPolicy, GuardPolicy
     from ragtune.retrieve import FusionSettings
     from ragtune.train.loop import TrainSettings
@@ -195,6 +196,7 @@ def test_each_setting_is_declared_once_with_one_default() -> None:
         (config.ingest, IngestSettings()),
         (config.index.vectors, FlatSpec()),
         (config.index.lexical, LexicalSpec()),
+        (config.live, LiveSettings()),
     ]
     import dataclasses
 

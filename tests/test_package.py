@@ -49,7 +49,22 @@ def test_stage_packages_do_not_import_each_other(stage):
         "ragtune.assistant",
         "ragtune.telemetry",
         "ragtune.eval",
+        "ragtune.live",
+        "ragtune.serve",
     }
-    for path in (ROOT / stage).rglob("*.py"):
-        bad = {m for m in _imports(path) if any(m == o or m.startswith(o + ".") for o in others)}
+    _assert_no_imports(stage, others)
+
+
+def test_live_sits_below_config_and_the_assistant():
+    """ragtune.live (live metrics, canary decisions, feedback) is used by the Assistant and the
+    server, and uses the stages, never the other way round."""
+    _assert_no_imports(
+        "live", {"ragtune.config", "ragtune.assistant", "ragtune.cli", "ragtune.serve"}
+    )
+
+
+def _assert_no_imports(package: str, forbidden: set[str]) -> None:
+    for path in (ROOT / package).rglob("*.py"):
+        found = _imports(path)
+        bad = {m for m in found if any(m == o or m.startswith(o + ".") for o in forbidden)}
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"

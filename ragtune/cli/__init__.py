@@ -16,6 +16,7 @@ from ragtune.cli.ask_cmd import ask
 from ragtune.cli.check_cmd import check
 from ragtune.cli.config_cmd import app as config_app
 from ragtune.cli.eval_cmd import app as eval_app
+from ragtune.cli.feedback_cmd import app as feedback_app
 from ragtune.cli.index_cmd import app as index_app
 from ragtune.cli.serve_cmd import serve, serve_key
 from ragtune.cli.train_cmd import train
@@ -33,6 +34,7 @@ app.add_typer(index_app, name="index")
 app.add_typer(config_app, name="config")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(eval_app, name="eval")
+app.add_typer(feedback_app, name="feedback")
 app.command("ask")(ask)
 app.command("check")(check)
 app.command("train")(train)

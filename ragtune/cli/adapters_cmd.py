@@ -1,4 +1,5 @@
-"""``ragtune adapters``: list, show, promote, roll back and compare registered adapter versions."""
+"""``ragtune adapters``: list, show, promote, roll back and compare registered adapter versions;
+start a canary and follow it (``canary``, ``status``)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,43 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="List, inspect, promote and roll back adapters.", no_args_is_help=True)
+from ragtune.generate.canary import METRICS as _METRICS
+from ragtune.generate.canary import CanaryPlan
+from ragtune.types import AdapterRef
+
+_PLAN = CanaryPlan()
+"""The plan's defaults, declared once in :class:`CanaryPlan`."""
+
+app = typer.Typer(
+    help="List, inspect, promote, roll back and canary-release adapters.", no_args_is_help=True
+)
 
 _ROOT = typer.Option(Path("adapters"), "--root", help="The adapter registry folder.")
+_LIVE = typer.Option(
+    Path("live"), "--live", help="The live store folder (the server config's live.root)."
+)
 
 
 def _registry(root: Path):  # type: ignore[no-untyped-def]
     from ragtune.generate import AdapterRegistry
 
     return AdapterRegistry(root)
+
+
+def _name(text: str, *, strict: bool = True) -> AdapterRef:
+    """``tenant/name``; a version in it is an error when ``strict`` (the command takes the
+    version as its own argument), else dropped."""
+    from ragtune.errors import AdapterNotFoundError
+    from ragtune.generate import parse_ref
+
+    parsed = parse_ref(text)
+    if not strict:
+        return parsed.unversioned
+    if parsed.version is not None:
+        raise AdapterNotFoundError(
+            f"{text!r} names a version: give tenant/name and the version as its own argument"
+        )
+    return parsed
 
 
 def _version(text: str) -> int:
@@ -36,13 +65,17 @@ def list_(
     """Every adapter name, its versions and the current one."""
     entries = _registry(root).list(tenant)
     if as_json:
-        print(json.dumps([e.__dict__ for e in entries], indent=2))
+        rows = [e.__dict__ | {"canary": e.canary.to_json() if e.canary else None} for e in entries]
+        print(json.dumps(rows, indent=2))
         return
     if not entries:
         print(f"no adapters under {root}" + (f" for tenant {tenant}" if tenant else ""))
     for e in entries:
         versions = " ".join(f"*v{v}" if v == e.current else f"v{v}" for v in e.versions)
-        print(f"{e.tenant}/{e.name}  {e.kind:<6}  {versions}")
+        canary = (
+            f"  (canary v{e.canary.version}, share {e.canary.plan.share:g})" if e.canary else ""
+        )
+        print(f"{e.tenant}/{e.name}  {e.kind:<6}  {versions}{canary}")
 
 
 @app.command("show")
@@ -63,16 +96,105 @@ def promote(
     version: str = typer.Argument(..., help="vN"),
     root: Path = _ROOT,
 ) -> None:
-    """Make version vN current; running assistants use it from their next request."""
-    resolved = _registry(root).promote(ref, _version(version))
-    print(f"{resolved.card.ref} is now current")
+    """Make version vN current; running assistants use it from their next request.
+
+    While a canary runs, promoting its version ends the canary by promoting it.
+    """
+    registry = _registry(root)
+    parsed = _name(ref, strict=False)
+    canary = registry.pointer(parsed.tenant, parsed.name).canary
+    resolved = registry.promote(parsed, _version(version))
+    ended = f" (canary v{canary.version} ended by promoting it)" if canary else ""
+    print(f"{resolved.card.ref} is now current{ended}")
 
 
 @app.command("rollback")
 def rollback(ref: str = typer.Argument(..., help="tenant/name"), root: Path = _ROOT) -> None:
-    """Return to the version that was current before."""
-    resolved = _registry(root).rollback(ref)
-    print(f"rolled back: {resolved.card.ref} is now current")
+    """Return to the version that was current before; while a canary runs, end it instead."""
+    registry = _registry(root)
+    parsed = _name(ref, strict=False)
+    canary = registry.pointer(parsed.tenant, parsed.name).canary
+    resolved = registry.rollback(parsed)
+    if canary is not None:
+        print(f"canary v{canary.version} ended: {resolved.card.ref} stays current")
+    else:
+        print(f"rolled back: {resolved.card.ref} is now current")
+
+
+@app.command("canary")
+def canary(
+    ref: str = typer.Argument(..., help="tenant/name"),
+    version: str = typer.Argument(..., help="vN, the candidate"),
+    share: float = typer.Option(
+        ..., "--share", help="Share of the name's traffic sent to vN, strictly between 0 and 1."
+    ),
+    min_requests: int = typer.Option(
+        _PLAN.min_requests, "--min-requests", help="Canary requests before the first look."
+    ),
+    max_drop: str = typer.Option(
+        ",".join(f"{k}={v:g}" for k, v in _PLAN.max_drop.items()),
+        "--max-drop",
+        help="Watched metrics and the drop each may take, e.g. abstain_rate=0.05,support=0.03 "
+        "(metrics: " + ", ".join(_METRICS) + ").",
+    ),
+    looks: int = typer.Option(_PLAN.looks, "--looks", help="How many times it is judged."),
+    alpha: float = typer.Option(
+        _PLAN.alpha, "--alpha", help="Chance of a false rollback over all looks and metrics."
+    ),
+    seed: int = typer.Option(_PLAN.seed, "--seed", help="Picks which users see the canary."),
+    root: Path = _ROOT,
+) -> None:
+    """Send a share of tenant/name's traffic to vN, judge it live, roll it back by itself.
+
+    Requests naming tenant/name (or the tenant, when it is its default) are split, sticky per
+    user; requests pinning a version (@vN) are not. Every min-requests canary requests, each
+    watched metric is tested against the current version; one worse beyond its allowed drop
+    rolls the canary back (the reason goes to the history). `ragtune adapters status` follows
+    it; `promote` or `rollback` ends it. Servers judge it only with live.root in their config.
+    """
+    from ragtune.errors import CanaryError
+    from ragtune.generate.canary import CanaryPlan, parse_max_drop
+
+    parsed = _name(ref)
+    try:
+        plan = CanaryPlan(
+            share=share,
+            min_requests=min_requests,
+            max_drop=parse_max_drop(max_drop),
+            alpha=alpha,
+            looks=looks,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise CanaryError(f"{exc}; nothing was changed") from None
+    started = _registry(root).start_canary(parsed, _version(version), plan)
+    current = _registry(root).pointer(parsed.tenant, parsed.name).current
+    print(
+        f"canary {started.id}: v{started.version} gets {plan.share:g} of {parsed}'s traffic "
+        f"against v{current} (seed {plan.seed}); first look after {plan.min_requests} canary "
+        f"requests, {plan.looks} looks, each test at {plan.test_alpha:.2g}"
+    )
+
+
+@app.command("status")
+def status(
+    ref: str = typer.Argument(..., help="tenant/name"),
+    root: Path = _ROOT,
+    live: Path = _LIVE,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Current version, canary, live metrics per version, and the decision so far."""
+    from dataclasses import asdict
+
+    from ragtune.live.canary import adapter_status, format_status
+
+    found = adapter_status(_registry(root), live, _name(ref))
+    if as_json:
+        data = asdict(found)
+        data["canary"] = found.canary.to_json() if found.canary else None
+        print(json.dumps(data, indent=2, default=str))
+        return
+    print(format_status(found))
 
 
 @app.command("diff")

@@ -52,6 +52,8 @@ def ask(
     if not asked:
         raise RequestError("give a question, or --questions FILE with one question per line")
     with Assistant.from_config(config, index=index) as assistant:
+        grounding = assistant.generator.status().grounding
+        base_note = "base model" if grounding == "none" else f"base model + grounding {grounding}"
         for number, text in enumerate(asked):
             answer = assistant.ask(
                 text, tenant=tenant, adapter=TENANT_DEFAULT if adapter is None else adapter
@@ -67,10 +69,10 @@ def ask(
                 continue
             if len(asked) > 1:
                 print(f"{'' if number == 0 else chr(10)}Q: {text}")
-            _print(answer)
+            _print(answer, base_note)
 
 
-def _print(answer: Any) -> None:
+def _print(answer: Any, base_note: str) -> None:
     print(answer.text)
     print()
     if answer.sentences and not answer.abstained:
@@ -95,7 +97,9 @@ def _print(answer: Any) -> None:
         if answer.abstained
         else ("grounded" if answer.grounded else "NOT grounded")
     )
-    adapter_note = f"{answer.adapter}@v{answer.adapter_version}" if answer.adapter else "base model"
+    adapter_note = (
+        f"{base_note} + {answer.adapter}@v{answer.adapter_version}" if answer.adapter else base_note
+    )
     print(
         f"\n{status}; {adapter_note}; citation recall {answer.citation_recall:.2f}, "
         f"precision {answer.citation_precision:.2f}; {answer.timings.total * 1000:.0f} ms"

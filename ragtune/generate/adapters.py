@@ -299,16 +299,21 @@ def model_shape(model: Any) -> dict[str, int]:
 
 @contextmanager
 def peft_quietly() -> Iterator[None]:
-    """Run PEFT without its one deprecation warning from transformers.
+    """Run PEFT without the two deprecation warnings its own calls raise in transformers.
 
     PEFT 0.21 reads ``model.is_gradient_checkpointing``, which transformers 5.24 deprecated in
-    favour of ``is_activation_checkpointing``; the call is PEFT's own, made whenever it wraps a
-    model, so ragtune cannot move it to the current API. Only that warning is filtered, and
-    only around PEFT's calls.
+    favour of ``is_activation_checkpointing``, whenever it wraps a model; and a prefix-tuned
+    PEFT model's forward hands its prefix to the base model as ``past_key_values``, which
+    transformers deprecated in favour of ``cache``. Both calls are PEFT's, so ragtune cannot
+    move them to the current API (its own calls use ``cache``). Only those two warnings are
+    filtered, and only around PEFT's calls.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r".*past_key_values.* is deprecated.*", category=FutureWarning
         )
         yield
 

@@ -143,6 +143,7 @@ class HFGenerator:
             max_batch_size=self._settings.max_batch_size,
             adapters_loaded=len(self._pool.loaded),
             adapter_loads=self._pool.loads,
+            grounding=self._base.grounding or "none",
         )
 
     def adapter_card(self, choice: AdapterChoice) -> AdapterCard | None:

@@ -74,8 +74,9 @@ class ModelSettings:
     ``int8`` (per row), CPU only; ``none`` keeps ``dtype``; ``auto`` is ``int4`` on the CPU,
     where it decodes about 2.5x as fast as float32 (int8: 1.5x) with float32's greedy token at
     105 of 105 teacher-forced positions on the embedded model, and ``none`` on a GPU. Applied
-    after the grounding adapter is merged. Training always loads full-precision weights."""
-    grounding: str = "none"
+    after the grounding adapter is merged. Training loads full-precision or int8 weights
+    (``train.loop.base_quantize``)."""
+    grounding: str = "shipped"
     """The grounding adapter merged into the base weights at load
     (:mod:`ragtune.generate.grounding`): ``shipped`` (the one ragtune ships for the embedded
     model), ``none`` (the bare base model) or the folder of a LoRA grounding adapter."""

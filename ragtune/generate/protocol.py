@@ -46,6 +46,8 @@ class GeneratorStatus:
     adapters_loaded: int
     adapter_loads: int
     """Adapter versions brought into memory so far (first uses, promotions picked up, reloads)."""
+    grounding: str
+    """The grounding adapter merged into the base weights (its reference), or ``none``."""
 
 
 class Generator(Protocol):

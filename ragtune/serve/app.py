@@ -1,13 +1,15 @@
 """The ASGI app of ``ragtune serve`` (FastAPI): OpenAI chat completions over many tenants.
 
-Routes: ``POST /v1/chat/completions`` (plain or streamed), ``GET /v1/models`` (the models the
+Routes: ``POST /v1/chat/completions`` (plain or streamed), ``POST /v1/feedback`` (a rating of
+an answer of the key's tenant, by the completion's ``id``), ``GET /v1/models`` (the models the
 key may use), ``GET /healthz``, ``GET /metrics`` (Prometheus text). Every ``/v1`` route needs
 ``Authorization: Bearer KEY``; a key acts for one tenant, and another tenant's model is a 404,
 the same answer as a model that does not exist.
 
 ``model`` is ``tenant`` (the tenant's default: the configured adapter when it is the tenant's,
 else the base model), ``tenant/name`` (the adapter's current version, read on every request, so
-a promotion or rollback takes effect on the next one) or ``tenant/name@vN`` (pinned).
+a promotion or rollback takes effect on the next one) or ``tenant/name@vN`` (pinned). While a
+canary of the adapter runs, unpinned requests are split by the request's ``user`` (sticky).
 
 Streaming is verified streaming: the role chunk is sent at once, and the answer's sentences
 when the citation checker has judged them, so no sentence that the checker would drop ever
@@ -29,7 +31,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import ValidationError
 
 from ragtune.assistant import Question
-from ragtune.errors import AdapterError, AdapterNotFoundError, RagtuneError, RequestError
+from ragtune.errors import (
+    AdapterError,
+    AdapterNotFoundError,
+    FeedbackError,
+    RagtuneError,
+    RequestError,
+    ResponseNotFoundError,
+)
 from ragtune.serve import protocol
 from ragtune.serve.keys import KeyRing
 from ragtune.serve.metrics import ServerMetrics
@@ -200,6 +209,7 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
         return {
             "status": "ok",
             "model": now.base_model,
+            "grounding": now.grounding,
             "device": now.device,
             "queue_depth": scheduler.depth,
             "adapters_loaded": now.adapters_loaded,
@@ -248,7 +258,14 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
         except ValueError as exc:
             raise ApiError(400, str(exc)) from exc
         adapter = adapter_for(body.model, tenant)
-        question = Question(text, tenant=tenant, adapter=adapter, max_new_tokens=limit)
+        question = Question(
+            text,
+            tenant=tenant,
+            adapter=adapter,
+            max_new_tokens=limit,
+            user=body.user,
+            response_id=protocol.new_completion_id(),
+        )
         try:
             ticket = scheduler.submit(question)
         except QueueFullError as exc:
@@ -274,6 +291,40 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
         _log(tenant, body.model, answer, arrived, stream=False)
         return JSONResponse(protocol.completion(answer, body.model, ticket.queue_seconds))
 
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> dict[str, Any]:
+        """A rating of one of the key's tenant's answers; another tenant's answer is a 404, the
+        same reply as an id that never existed."""
+        tenant = tenant_of(request)
+        body = await _read_feedback(request)
+        if assistant.live is None:
+            raise ApiError(
+                501,
+                "this server keeps no feedback: set live.root in its config",
+                code="feedback_disabled",
+            )
+        try:
+            record = await asyncio.to_thread(
+                assistant.feedback,
+                body.response_id,
+                body.rating,
+                tenant=tenant,
+                correction=body.correction,
+            )
+        except ResponseNotFoundError as exc:
+            raise ApiError(404, str(exc), code="response_not_found") from exc
+        except FeedbackError as exc:
+            raise ApiError(400, str(exc)) from exc
+        metrics.rated(tenant, record.adapter, record.version, record.rating)
+        return {
+            "object": "feedback",
+            "response_id": record.response_id,
+            "rating": record.rating,
+            "corrected": record.correction is not None,
+            "adapter": record.adapter,
+            "adapter_version": record.version,
+        }
+
     async def _wait(ticket: Ticket, request: Request | None) -> Answer:
         deadline = time.monotonic() + settings.request_timeout_s
         while True:
@@ -298,7 +349,7 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
     async def _stream(
         ticket: Ticket, model: str, tenant: str, arrived: float, include_usage: bool
     ) -> AsyncIterator[str]:
-        completion_id = protocol.new_completion_id()
+        completion_id = ticket.question.response_id
         try:
             yield _event(protocol.role_chunk(completion_id, model))
             try:
@@ -325,7 +376,7 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
     return app
 
 
-_ROUTES = frozenset({"/v1/chat/completions", "/v1/models", "/healthz", "/metrics"})
+_ROUTES = frozenset({"/v1/chat/completions", "/v1/feedback", "/v1/models", "/healthz", "/metrics"})
 
 
 def _event(payload: dict[str, Any]) -> str:
@@ -354,6 +405,25 @@ async def _read_request(request: Request) -> protocol.ChatCompletionRequest:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise ApiError(400, f"the request is not a valid chat completion: {problems}") from exc
+
+
+async def _read_feedback(request: Request) -> protocol.FeedbackRequest:
+    raw = await request.body()
+    how = (
+        'send {"response_id": the id of the chat completion, "rating": "up" or "down", '
+        '"correction": optional text}'
+    )
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the body is not valid JSON ({exc}): {how}") from exc
+    try:
+        return protocol.FeedbackRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ApiError(400, f"the feedback is not valid: {problems}; {how}") from exc
 
 
 def _answer_or_raise(outcome: Answer | BaseException, adapter: str) -> Answer:
@@ -385,6 +455,11 @@ def _models(assistant: Assistant, tenant: str, created: float) -> list[dict[str,
                     "adapter": entry.kind,
                     "current_version": entry.current,
                     "versions": list(entry.versions),
+                    "canary": (
+                        None
+                        if entry.canary is None
+                        else {"version": entry.canary.version, "share": entry.canary.plan.share}
+                    ),
                     "base_model": base,
                 },
             )

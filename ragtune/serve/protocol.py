@@ -5,7 +5,8 @@ A request's question is the text of its last message, which must be the user's; 
 and system messages are accepted and not used (answers come from the passages, not the
 conversation). The reply is a normal completion whose text carries the ``[n]`` markers, plus
 ``citations`` (one entry per marker of each kept sentence: passage id, source, span, quoted
-text, support verdict) and a ``ragtune`` object (abstained, grounded, timings, adapter version).
+text, support verdict) and a ``ragtune`` object (abstained, grounded, timings, adapter version,
+canary arm). The reply's ``id`` is the answer's response id, what ``POST /v1/feedback`` names.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ragtune.types import Answer
 __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
+    "FeedbackRequest",
     "completion",
     "error_body",
     "final_chunk",
@@ -85,6 +87,17 @@ class ChatCompletionRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
 
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``: a rating of one answer, and what it should have said."""
+
+    model_config = ConfigDict(extra="forbid")
+    response_id: str = Field(min_length=1, max_length=200)
+    """The ``id`` of the chat completion rated."""
+    rating: Literal["up", "down"]
+    correction: str | None = None
+    """What the answer should have said (becomes the answer in ``ragtune feedback export``)."""
+
+
 def question_of(request: ChatCompletionRequest) -> str:
     """The question: the last message, which must be the user's (raises ValueError)."""
     last = request.messages[-1]
@@ -141,6 +154,11 @@ def ragtune_extension(answer: Answer, queue_seconds: float = 0.0) -> dict[str, A
         "flags": list(answer.flags),
         "citation_recall": answer.citation_recall,
         "citation_precision": answer.citation_precision,
+        "canary": (
+            None
+            if answer.canary is None
+            else {"arm": answer.canary.arm, "version": answer.canary.version}
+        ),
         "passages": [
             {"passage_id": p.chunk_id, "source": p.source, "score": round(p.score, 4)}
             for p in answer.passages
@@ -163,7 +181,7 @@ def _usage(answer: Answer) -> dict[str, int]:
 def completion(answer: Answer, model: str, queue_seconds: float = 0.0) -> dict[str, Any]:
     """The non-streamed reply."""
     return {
-        "id": _completion_id(),
+        "id": answer.response_id or _completion_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,

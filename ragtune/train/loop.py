@@ -268,13 +268,16 @@ def batch_loss(model: Any, batch: Sequence[Encoded], pad_id: int, device: Any) -
     only for the positions that predict a target token."""
     import torch
 
+    from ragtune.generate.adapters import peft_quietly
+
     tensors = _tensors(batch, pad_id, device)
     span = max(_target_span(e.labels) for e in batch)
-    out = model(
-        input_ids=tensors["input_ids"],
-        attention_mask=tensors["attention_mask"],
-        logits_to_keep=span + 1,
-    )
+    with peft_quietly():  # a prefix adapter's forward is PEFT's (see peft_quietly)
+        out = model(
+            input_ids=tensors["input_ids"],
+            attention_mask=tensors["attention_mask"],
+            logits_to_keep=span + 1,
+        )
     logits = out.logits[:, -span - 1 : -1, :].float()
     labels = tensors["labels"][:, -span:]
     return torch.nn.functional.cross_entropy(

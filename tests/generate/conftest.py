@@ -38,14 +38,15 @@ def make_generator(
     max_loaded: int = 32,
     quantize: str = "none",
     prompt_cache: bool = True,
+    grounding: str = "none",
 ) -> tuple[HFGenerator, AdapterPool]:
-    """A generator on a fresh load of the model in ``base_dir`` (None: the embedded default),
-    with its adapter pool over the registry at ``root``. Full precision unless ``quantize``
-    says otherwise, so that outputs can be compared with PEFT's."""
+    """A generator on a fresh load of the model in ``base_dir`` (None: the embedded default)
+    with ``grounding`` merged, and its adapter pool over the registry at ``root``. Full
+    precision unless ``quantize`` says otherwise, so that outputs can be compared with PEFT's."""
     base = (
-        load_base_model(base_dir, device="cpu", grounding="none", quantize=quantize)
+        load_base_model(base_dir, device="cpu", grounding=grounding, quantize=quantize)
         if base_dir is not None
-        else load_base_model(device="cpu", grounding="none", quantize=quantize)
+        else load_base_model(device="cpu", grounding=grounding, quantize=quantize)
     )
     pool = AdapterPool(base, AdapterRegistry(root), PoolSettings(root, max_loaded=max_loaded))
     settings = GeneratorSettings(context_window=context_window, prompt_cache=prompt_cache)

@@ -140,11 +140,13 @@ def test_source_lookups_use_an_index(lookup, tmp_path, tiny_embedder, small_sett
     assert "USING INDEX" in plan and "SCAN" not in plan, plan
 
 
-def test_nothing_outside_the_store_module_speaks_sql():
+def test_nothing_outside_the_store_modules_speaks_sql():
+    """The chunk store's SQL lives in index/chunkdb.py, the live store's in live/store.py."""
     root = Path(__file__).resolve().parents[2] / "ragtune"
+    stores = {root / "index" / "chunkdb.py", root / "live" / "store.py"}
     offenders = []
     for path in root.rglob("*.py"):
-        if path.name == "chunkdb.py":
+        if path in stores:
             continue
         text = path.read_text()
         if "._db" in text or "sqlite3" in text or "execute(" in text:

@@ -70,10 +70,11 @@ def test_every_adapter_kind_trains_and_generates_on_the_embedded_model(tmp_path:
         "prefix": PrefixSpec(),
         "lora": LoraSpec(r=4, target_modules=("q_proj", "v_proj")),
     }
+    # Tenant adapters train and serve on the grounded base (the shipped default).
     for kind, spec in specs.items():
-        trainer = load_base_model(
-            device="cpu", quantize="none"
-        )  # LoRA changes the model it is put on
+        # LoRA changes the model it is put on; adapters train on the grounded full weights
+        trainer = load_base_model(device="cpu", quantize="none")
+        assert trainer.grounded
         peft_model = new_adapter(trainer, spec)
         _train_one_step(peft_model, trainer.tokenizer)
         card = AdapterCard(
@@ -85,9 +86,9 @@ def test_every_adapter_kind_trains_and_generates_on_the_embedded_model(tmp_path:
         )
         registry.register(save_adapter(peft_model, tmp_path / "out" / kind, card))
 
-    # Served on the default CPU quantization: every kind keeps working on int4 weights.
+    # Served on the grounded base at the default CPU quantization: every kind works on int4.
     generator, _pool = make_generator(
-        None, tmp_path / "adapters", context_window=2048, quantize="int4"
+        None, tmp_path / "adapters", context_window=2048, grounding="shipped", quantize="int4"
     )
     ten = DecodeSettings(max_new_tokens=10)
     requests = [
