@@ -13,7 +13,7 @@ prompts and prefixes, LoRA r8 on all seven projections):
   next to the adapter's parameter bytes.
 
 Goals: switch p50 <= 5 ms; load <= 300 ms; LoRA load p50 <= 30 ms with 16 adapters held;
-extra memory per adapter close to its size. The base model is the default (int4 on the CPU).
+extra memory per adapter close to its size. The base model is the default (grounded, int8 on the CPU).
 
 Rerun (from the repository root)::
 

@@ -10,7 +10,7 @@ of each, and their ratio; also the greedy outputs' agreement (they must be ident
 Also one decode step of 4 rows on 4 different LoRA adapters against one row's step on one of
 them (per-row LoRA, :mod:`ragtune.generate.lora`), from the same runs' decode times. Goals:
 the 4-row step <= 1.5x one row's; the mixed batch end to end >= 2x one by one. The base model is
-the default (int4 on the CPU).
+the default (grounded, int8 on the CPU).
 
 Rerun (from the repository root)::
 

@@ -71,11 +71,14 @@ class ModelSettings:
     quantize: Literal["auto", "none", "int8", "int4"] = "auto"
     """Weight-only quantization of the linear layers for serving
     (:mod:`ragtune.generate.quantize`): ``int4`` (groups of 32, the output layer int8) or
-    ``int8`` (per row), CPU only; ``none`` keeps ``dtype``; ``auto`` is ``int4`` on the CPU,
-    where it decodes about 2.5x as fast as float32 (int8: 1.5x) with float32's greedy token at
-    105 of 105 teacher-forced positions on the embedded model, and ``none`` on a GPU. Applied
-    after the grounding adapter is merged. Training loads full-precision or int8 weights
-    (``train.loop.base_quantize``)."""
+    ``int8`` (per row), CPU only; ``none`` keeps ``dtype``. Applied after the grounding adapter
+    is merged. ``auto`` is ``none`` on a GPU; on the CPU ``int4`` for the bare base model
+    (about 2.5x float32's decode speed, float32's greedy token at 105 of 105 teacher-forced
+    positions on the embedded model: the GGUF it comes from is 4-bit already) and ``int8``
+    with a grounding adapter merged (about 1.5x): int4's rounding erases much of the merged
+    update, and on the sample corpus the shipped default then answered 5 of 7 questions
+    differently from float32 (int8: 1, in wording). Training loads full-precision or int8
+    weights (``train.loop.base_quantize``)."""
     grounding: str = "shipped"
     """The grounding adapter merged into the base weights at load
     (:mod:`ragtune.generate.grounding`): ``shipped`` (the one ragtune ships for the embedded
@@ -180,7 +183,7 @@ def load_base_model(
     torch_dtype_name = _check_dtype(dtype)
     path, name, known_hash = _resolve(model, cache_dir)
     resolved_device = _resolve_device(device)
-    scheme = _resolve_quantization(quantize, resolved_device)
+    scheme = _resolve_quantization(quantize, resolved_device, grounded=grounding != "none")
     if resolved_device == "cpu" and torch_dtype_name == "float16":
         raise ModelError(
             "dtype float16 is not supported on the CPU (slow and inaccurate matmuls there); "
@@ -280,15 +283,17 @@ def _check_dtype(dtype: str) -> str:
     return dtype
 
 
-def _resolve_quantization(quantize: str, device: str) -> Scheme:
-    """``quantize`` made concrete for ``device``: ``auto`` is ``int4`` on the CPU, else ``none``;
-    ``int8`` / ``int4`` elsewhere than the CPU raise :class:`ModelError` naming the fix."""
+def _resolve_quantization(quantize: str, device: str, *, grounded: bool) -> Scheme:
+    """``quantize`` made concrete for ``device``: ``auto`` is ``none`` off the CPU; on the CPU
+    ``int4`` for a bare base and ``int8`` for one with a grounding adapter merged (int4's
+    rounding erases much of the adapter's update; see :class:`ModelSettings`). ``int8`` /
+    ``int4`` elsewhere than the CPU raise :class:`ModelError` naming the fix."""
     choices = ("auto", "none", "int8", "int4")
     if quantize not in choices:
         raise ModelError(f"unknown quantize {quantize!r}; choose one of {', '.join(choices)}")
     on_cpu = device == "cpu"
     if quantize == "auto":
-        return "int4" if on_cpu else "none"
+        return ("int8" if grounded else "int4") if on_cpu else "none"
     if quantize != "none" and not on_cpu:
         raise ModelError(
             f"quantize {quantize} runs on the CPU only (device is {device}): PyTorch's int8 and "

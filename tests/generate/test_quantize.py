@@ -16,7 +16,7 @@ from ragtune.errors import ModelError
 from ragtune.generate import DecodeSettings, GenerationRequest, load_base_model
 from ragtune.generate.models import _resolve_quantization
 from ragtune.types import NO_ADAPTER
-from tests.generate.conftest import make_generator
+from tests.generate.conftest import MakeAdapter, make_generator
 from tests.generate.test_generator import PASSAGES, QUESTIONS
 
 torch = pytest.importorskip("torch")
@@ -88,6 +88,16 @@ def test_quantized_decode_agrees_with_float32(
     assert all(g.output_tokens == 16 for g in fast.generate_many(requests))
 
 
+def test_auto_is_int8_on_the_cpu_with_a_grounding_adapter_merged(
+    tiny_llama_dir: Path, make_adapter: MakeAdapter
+) -> None:
+    grounding = make_adapter("lora", seed=3)
+    auto = load_base_model(tiny_llama_dir, device="cpu", grounding=str(grounding))
+    assert auto.grounded and auto.quantize == "int8"
+    layers = [m for m in auto.model.modules() if isinstance(m, QuantizedLinear)]
+    assert len(layers) == 2 * 7 + 1 and {m.scheme for m in layers} == {"int8"}
+
+
 def test_auto_is_int4_on_the_cpu_and_none_keeps_float_layers(tiny_llama_dir: Path) -> None:
     auto = load_base_model(tiny_llama_dir, device="cpu", grounding="none")
     assert auto.quantize == "int4"
@@ -106,8 +116,8 @@ def test_bad_quantize_choices_name_the_fix(tiny_llama_dir: Path) -> None:
     with pytest.raises(ModelError, match="choose one of auto, none, int8, int4"):
         load_base_model(tiny_llama_dir, device="cpu", grounding="none", quantize="int3")
     with pytest.raises(ModelError, match="CPU only"):
-        _resolve_quantization("int8", "cuda:0")
-    assert _resolve_quantization("auto", "cuda:0") == "none"
+        _resolve_quantization("int8", "cuda:0", grounded=False)
+    assert _resolve_quantization("auto", "cuda:0", grounded=True) == "none"
 
 
 def test_layers_the_kernel_cannot_take_stay_in_full_precision() -> None:
