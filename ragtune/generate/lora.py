@@ -50,15 +50,19 @@ class LoraRouter:
                     self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
         except Exception as exc:  # shapes were checked; anything left is a damaged file
             if self._peft is not None and name in getattr(self._peft, "peft_config", {}):
-                self._peft.delete_adapter(name)
+                with peft_quietly():
+                    self._peft.delete_adapter(name)
             raise AdapterError(f"adapter {label}: PEFT could not load it ({exc})") from exc
         finally:
             self._state = ""
         return name
 
     def unload(self, name: str) -> None:
+        from ragtune.generate.adapters import peft_quietly
+
         if self._peft is not None:
-            self._peft.delete_adapter(name)
+            with peft_quietly():  # PEFT's notice that the evicted adapter was the active one
+                self._peft.delete_adapter(name)
             self._state = ""
 
     def forward(self, names: list[str] | None, *, logits_to_keep: int, **inputs: Any) -> Any:
