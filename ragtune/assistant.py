@@ -712,7 +712,8 @@ class Decision:
     grounded: bool
     flags: tuple[str, ...] = ()
     dropped: tuple[ClaimVerdict, ...] = ()
-    """The sentences ``drop`` removed (their verdicts stay in ``verdicts`` when abstaining)."""
+    """The sentences ``drop`` removed, also when none was left and the assistant abstains
+    (their verdicts then stay in ``verdicts`` as well)."""
 
 
 def decide(
@@ -744,7 +745,13 @@ def decide(
         flag = (f"dropped {len(failing)} unsupported sentence(s)",)
         if not any(v in counted for v in kept):
             return Decision(
-                _abstention_with_sources(cited), verdicts, True, "unsupported", False, flag
+                _abstention_with_sources(cited),
+                verdicts,
+                True,
+                "unsupported",
+                False,
+                flag,
+                tuple(failing),
             )
         return Decision(
             " ".join(v.sentence for v in kept), kept, False, None, True, flag, tuple(failing)

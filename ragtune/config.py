@@ -306,6 +306,27 @@ class GeneratorConfig(ModelSettings, DecodeSettings, GeneratorSettings):
 
     def __post_init__(self) -> None:
         _check_bases(self)
+        _check_grounding(self.model, self.grounding)
+
+
+def _check_grounding(model: str, grounding: str) -> None:
+    """``generator.grounding`` names a grounding adapter that exists for ``model`` (checked
+    when the config loads, so ``ragtune config validate`` reports it; the weights are read only
+    when the model loads)."""
+    from ragtune.errors import ModelError
+    from ragtune.generate.grounding import grounding_folder
+    from ragtune.generate.models import EMBEDDED_MODELS
+
+    name = model.lower()
+    try:
+        folder = grounding_folder(grounding, name if name in EMBEDDED_MODELS else model)
+    except ModelError as exc:
+        raise ValueError(str(exc)) from None
+    if folder is not None and not (folder / "adapter_config.json").is_file():
+        raise ValueError(
+            f"generator.grounding {grounding!r} holds no adapter_config.json: give the folder "
+            "of a PEFT LoRA adapter made for this model, or shipped, or none"
+        )
 
 
 @pydantic_dataclass(frozen=True, config=_SECTION)

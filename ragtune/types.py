@@ -427,8 +427,9 @@ class Answer:
 
     @property
     def checked(self) -> tuple[ClaimVerdict, ...]:
-        """Every sentence of the draft the checker judged: those kept and those dropped."""
-        return self.sentences + self.dropped
+        """Every sentence of the draft the checker judged: those kept and those dropped, each
+        once (an abstention keeps the dropped sentences' verdicts in ``sentences`` too)."""
+        return self.sentences + tuple(v for v in self.dropped if v not in self.sentences)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

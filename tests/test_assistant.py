@@ -78,8 +78,13 @@ def test_flag_keeps_the_text_but_not_grounded() -> None:
 def test_drop_removes_unsupported_sentences() -> None:
     decision = decide([GOOD, BAD], "draft", CITED, policy("drop"))
     assert decision.text == GOOD.sentence and decision.verdicts == (GOOD,) and decision.grounded
+    assert decision.dropped == (BAD,)
     nothing_left = decide([BAD], "draft", CITED, policy("drop"))
     assert nothing_left.abstained and nothing_left.reason == "unsupported"
+    # the flag and the dropped list agree, also when nothing is left
+    assert nothing_left.dropped == (BAD,) and nothing_left.flags == (
+        "dropped 1 unsupported sentence(s)",
+    )
 
 
 def test_must_cite_decides_whether_an_uncited_sentence_counts() -> None:

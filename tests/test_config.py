@@ -11,7 +11,8 @@ from ragtune.cli import app
 from ragtune.config import HybridRetrieverConfig, RagtuneConfig, load_config
 from ragtune.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def test_there_are_shipped_configs():
@@ -221,3 +222,34 @@ def test_bad_checker_and_guard_sections_name_the_field() -> None:
     assert "checker.on_unsupported" in message and "checker.signals" in message
     assert "give keywords, patterns or a description" in message
     assert "not a valid regular expression" in message
+
+
+@pytest.mark.parametrize(
+    ("grounding", "model", "message"),
+    [
+        ("/nonexistent/grounding", "smollm2-135m-instruct", "neither shipped, none nor a folder"),
+        ("shipped", "/some/own/model", "ships a grounding adapter only for"),
+    ],
+)
+def test_a_grounding_that_cannot_load_is_a_config_error(grounding, model, message, tmp_path):  # type: ignore[no-untyped-def]
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    raw["generator"]["grounding"] = grounding
+    raw["generator"]["model"] = model
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_a_grounding_folder_without_an_adapter_is_a_config_error(tmp_path):  # type: ignore[no-untyped-def]
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    (tmp_path / "empty").mkdir()
+    raw["generator"]["grounding"] = str(tmp_path / "empty")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="holds no adapter_config.json"):
+        load_config(path)

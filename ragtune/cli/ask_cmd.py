@@ -75,8 +75,10 @@ def ask(
 def _print(answer: Any, base_note: str) -> None:
     print(answer.text)
     print()
-    if answer.sentences and not answer.abstained:
-        for sentence in answer.checked:
+    # an abstention shows the sentences the checker dropped, so the user sees what was withheld
+    rows = answer.dropped if answer.abstained else answer.checked
+    if rows:
+        for sentence in rows:
             numbers = ", ".join(str(c.number) for c in sentence.citations) or "-"
             verdict = f"{sentence.verdict}{' (dropped)' if sentence in answer.dropped else ''}"
             how = "  attributed by the checker" if sentence.attributed else ""

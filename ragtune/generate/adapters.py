@@ -305,7 +305,9 @@ def peft_quietly() -> Iterator[None]:
     favour of ``is_activation_checkpointing``, whenever it wraps a model; and a prefix-tuned
     PEFT model's forward hands its prefix to the base model as ``past_key_values``, which
     transformers deprecated in favour of ``cache``. Both calls are PEFT's, so ragtune cannot
-    move them to the current API (its own calls use ``cache``). Only those two warnings are
+    move them to the current API (its own calls use ``cache``). PEFT also says when a deleted
+    adapter was the active one; ragtune sets the active adapter before every forward pass, so
+    that notice says nothing when an adapter is evicted. Only those three warnings are
     filtered, and only around PEFT's calls.
     """
     with warnings.catch_warnings():
@@ -314,6 +316,9 @@ def peft_quietly() -> Iterator[None]:
         )
         warnings.filterwarnings(
             "ignore", message=r".*past_key_values.* is deprecated.*", category=FutureWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r"Adapter .* was active which is now deleted.*", category=UserWarning
         )
         yield
 
