@@ -308,7 +308,12 @@ def print_report(results: dict[str, Any], args: Any) -> None:
         + "\n"
     )
     rows = [
-        [name, s["tokens_per_s"], f"{100 * s['share_of_fp32_bound']:.0f}%", s["ttft_ms"]]
+        [
+            name.replace(" | ", ", "),
+            s["tokens_per_s"],
+            f"{100 * s['share_of_fp32_bound']:.0f}%",
+            s["ttft_ms"],
+        ]
         for name, s in results["summary"].items()
     ]
     if "llama_cpp" in results:
@@ -316,7 +321,7 @@ def print_report(results: dict[str, Any], args: Any) -> None:
         rows.append(["llama.cpp, Q4_1 GGUF", cpp["tokens_per_s"], "", cpp["ttft_ms"]])
     print(
         _common.markdown_table(
-            ["quantize | variant", "decode tokens/s", "share of fp32 bound", "TTFT (ms)"], rows
+            ["weights, variant", "decode tokens/s", "share of fp32 bound", "TTFT (ms)"], rows
         )
     )
     for key in ("greedy_agreement_with_float32", "greedy_agreement_with_float32_merged_lora"):

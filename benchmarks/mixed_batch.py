@@ -5,7 +5,10 @@ LoRA r8 adapters on all seven projections) over the same 5-passage prompt shape 
 questions), each decoding ``--tokens`` tokens (end of sequence suppressed so both sides do the
 same work). Side by side in one run, interleaved: ``generate_many`` of the four as one batch,
 and the four ``generate`` calls one after another. Reported: requests/s and generated tokens/s
-of each, and their ratio; also the greedy outputs' agreement (they must be identical).
+of each, and their ratio; also the greedy outputs' agreement: per request, the tokens the batch
+and the lone run share before they first differ (a batch pads rows and runs other matrix
+shapes, so a near tie between two tokens can go the other way; the tests check the batch
+against lone rows on the tiny model).
 
 Also one decode step of 4 rows on 4 different LoRA adapters against one row's step on one of
 them (per-row LoRA, :mod:`ragtune.generate.lora`), from the same runs' decode times. Goals:
@@ -46,16 +49,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=48)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quantize", default="auto", help="auto | none | int8 | int4")
     args = p.parse_args(argv)
     _generation.set_threads(args.threads)
 
-    from ragtune.generate import DecodeSettings, GenerationRequest
+    from ragtune.generate import DecodeSettings, GenerationRequest, load_base_model
 
     work = Path(tempfile.mkdtemp(prefix="ragtune-mixed-"))
     adapters = [("prompt", "prompt"), ("prefix", "prefix"), ("lora-a", "lora"), ("lora-b", "lora")]
     loras = ["lora-a", "lora-b", "lora-c", "lora-d"]
     registry = _generation.make_adapters(work, [*adapters, ("lora-c", "lora"), ("lora-d", "lora")])
-    generator, _pool = _generation.make_generator(registry)
+    base = load_base_model(device="cpu", quantize=args.quantize)
+    generator, _pool = _generation.make_generator(registry, base=base)
     settings = DecodeSettings(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     passages = _generation.passages()
     requests = [
@@ -67,12 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figure": "mixed_batch",
         "machine": _common.machine_info(),
         "threads": args.threads,
+        "quantize": base.quantize,
         "new_tokens": args.tokens,
         "adapters": [kind for _n, kind in adapters],
         "runs": {"mixed batch": [], "one by one": []},
         "conditions": [],
     }
-    identical = True
+    agree = [args.tokens] * len(requests)  # per request: tokens equal before the first difference
     for rep in range(args.repeats):
         results["conditions"].append(_common.wait_for_quiet(args.max_wait, label=f"repeat {rep}"))
         sides = ["mixed batch", "one by one"] if rep % 2 == 0 else ["one by one", "mixed batch"]
@@ -96,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"  repeat {rep} {side}: {seconds:.1f}s, {tokens / seconds:.2f} tok/s", flush=True
             )
-        identical &= outputs["mixed batch"] == outputs["one by one"]
+        for i, (a, b) in enumerate(zip(outputs["mixed batch"], outputs["one by one"], strict=True)):
+            same = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), len(a))
+            agree[i] = min(agree[i], same)
 
     # One decode step: 4 rows on 4 LoRA adapters against 1 row on one (seconds per token after
     # the first, the slowest row of the batch).
@@ -130,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = summary["one by one"]["median_seconds"] / summary["mixed batch"]["median_seconds"]
     results["summary"] = summary
     results["throughput_ratio"] = round(ratio, 3)
-    results["identical_greedy_outputs"] = identical
+    results["greedy_tokens_equal_before_first_difference"] = agree
     results["goals"] = {
         "step_ratio": step["ratio"],
         "step_ratio_met": step["ratio"] <= 1.5,
@@ -151,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     print(
-        f"\nThroughput ratio mixed / one by one: {ratio:.2f}x (goal >= 2); identical greedy "
-        f"outputs: {identical}"
+        f"\nThroughput ratio mixed / one by one: {ratio:.2f}x (goal >= 2); greedy tokens equal "
+        f"before the first difference, per request (of {args.tokens}): {agree}"
     )
     print(
         f"Decode step, 4 rows on 4 LoRA adapters: {step['four_rows_four_lora_ms']} ms against "

@@ -257,7 +257,7 @@ def prefix_from_text(model: Any, token_ids: Sequence[int]) -> torch.Tensor:
 
     ids = torch.tensor([list(token_ids)], device=model.device)
     with torch.no_grad():
-        cache = model(input_ids=ids, use_cache=True).past_key_values
+        cache = model(input_ids=ids, use_cache=True).cache
     rows = [t for layer in cache.layers for t in (layer.keys[0], layer.values[0])]  # (H, p, D) each
     stacked = torch.stack(rows)  # (2L, H, p, D)
     return stacked.permute(2, 0, 1, 3).reshape(len(token_ids), -1).detach().clone()

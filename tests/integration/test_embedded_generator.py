@@ -51,7 +51,7 @@ def _train_one_step(peft_model, tokenizer) -> None:  # type: ignore[no-untyped-d
     labels = torch.tensor([[-100] * len(prompt.token_ids) + answer])
     optimiser = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
     peft_model.train()
-    before = float(peft_model(input_ids=ids, labels=labels).loss)
+    before = peft_model(input_ids=ids, labels=labels).loss.detach().item()
     for _ in range(2):
         loss = peft_model(input_ids=ids, labels=labels).loss
         loss.backward()
