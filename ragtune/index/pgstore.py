@@ -168,11 +168,11 @@ class PgIndexStore:
         depth = k * 4 + 16
         conn = self._conn()
         while True:
-            exact = False
-            hits = self._nearest(conn, where, params, depth, exact=exact)
+            hits = self._nearest(conn, where, params, depth, exact=False)
             if self._ef_search and allowed is not None and len(hits) < depth:
-                exact = True  # the graph may have run out of this filter's rows
-                hits = self._nearest(conn, where, params, depth, exact=exact)
+                # The graph's candidates may hold too few of this filter's rows: ask again,
+                # exactly, so a small tenant among many rows is never cut short.
+                hits = self._nearest(conn, where, params, depth, exact=True)
             ids, scores = _best_per_chunk(hits)
             if len(ids) >= k or len(hits) < depth:
                 return ids[:k], scores[:k]

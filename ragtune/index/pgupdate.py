@@ -351,6 +351,8 @@ class PgVectorWriter:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Store ``vectors`` (n × dimension, unit length) under vector ``ids`` (n,)."""
+        if len(ids) == 0:
+            return
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             raise EmbedderMismatchError(

@@ -418,3 +418,36 @@ def test_vectors_keep_their_dimension(pair: tuple[IndexStore, PgIndexStore]) -> 
         np.ones(remote.manifest.embedder.dimension, dtype=np.float32), 2
     )
     assert len(ids) == 2 and np.all(scores <= 1.0001)
+
+
+def test_the_cli_builds_searches_and_changes_a_pgvector_index(
+    pg: PgServer, docs: dict[str, Path], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    config = tmp_path / "pg.yaml"
+    config.write_text(
+        f"embedder: {{model: {tiny_model_dir}, device: cpu}}\n"
+        "chunking: {chunk_tokens: 64, overlap_tokens: 8}\n"
+        f"index: {{store: {{type: pgvector, dsn: '{pg.dsn}', schema: cli}}}}\n"
+    )
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(app, [*args, "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        return result
+
+    run("index", "build", str(docs["acme"]), "--out", "cli")
+    info = json.loads(run("index", "info", "cli", "--json").stdout)
+    assert info["counts"]["documents"] == len(CORPUS) and info["bytes_on_disk"]["vectors"] > 0
+    for mode in ("dense", "lexical", "hybrid"):
+        found = run("index", "search", "cli", "mango smoothie", "-k", "2", "--mode", mode, "--json")
+        assert len(json.loads(found.stdout)["hits"]) == 2
+    run("index", "add", str(docs["globex"]), "--index", "cli", "--tenant", "globex")
+    run("index", "remove", str(docs["globex"] / "plans.md"), "--index", "cli", "--tenant", "globex")
+    synced = run("index", "sync", str(docs["acme"]), "cli")
+    assert "nothing changed" in synced.output
+    wrong = CliRunner().invoke(app, ["index", "info", "elsewhere", "--config", str(config)])
+    assert wrong.exit_code != 0 and "schema 'cli'" in wrong.output
