@@ -450,4 +450,4 @@ def test_the_cli_builds_searches_and_changes_a_pgvector_index(
     synced = run("index", "sync", str(docs["acme"]), "cli")
     assert "nothing changed" in synced.output
     wrong = CliRunner().invoke(app, ["index", "info", "elsewhere", "--config", str(config)])
-    assert wrong.exit_code != 0 and "schema 'cli'" in wrong.output
+    assert wrong.exit_code != 0 and "schema 'cli'" in str(wrong.exception)
