@@ -151,7 +151,7 @@ def connect(settings: PgStoreSettings) -> Any:
 
 def _unavailable(exc: Exception, settings: PgStoreSettings) -> str:
     text = str(exc).strip()
-    detail = text.splitlines()[-1] if text else type(exc).__name__
+    detail = " ".join(line.strip() for line in text.splitlines()) or type(exc).__name__
     if "password authentication failed" in text or "no password supplied" in text:
         return (
             f"the database at {_where(settings.dsn)} refused the login ({detail}); set the "

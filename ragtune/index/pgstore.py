@@ -212,10 +212,12 @@ class PgIndexStore:
 
     def dense_scores(self, query_vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Each chunk's best cosine with the query over its vectors (0 for an unknown id)."""
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.float32)
         rows = (
             self._conn()
             .execute(
-                "SELECT chunk, max(1 - (embedding <=> %s)) FROM vectors WHERE chunk = ANY(%s) "
+                "SELECT chunk, max(1 - (embedding <=> %s)) FROM vectors WHERE chunk = ANY(%s::bigint[]) "
                 "GROUP BY chunk",
                 (np.asarray(query_vector, dtype=np.float32).reshape(-1), [int(i) for i in ids]),
             )
@@ -225,11 +227,13 @@ class PgIndexStore:
 
     def lexical_scores(self, query: str, ids: np.ndarray) -> np.ndarray:
         """``ts_rank`` of the query for each of these chunks (0 where no term matches)."""
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.float32)
         rows = (
             self._conn()
             .execute(
                 "SELECT c.id, CASE WHEN c.terms @@ q.terms THEN ts_rank(c.terms, q.terms, 1) "
-                f"ELSE 0 END FROM chunks c, {_QUERY} q WHERE c.id = ANY(%(ids)s)",
+                f"ELSE 0 END FROM chunks c, {_QUERY} q WHERE c.id = ANY(%(ids)s::bigint[])",
                 {"config": self._text_search, "query": query, "ids": [int(i) for i in ids]},
             )
             .fetchall()
@@ -244,7 +248,7 @@ class PgIndexStore:
         wanted = [int(i) for i in ids]
         rows = conn.execute(
             f"SELECT {PASSAGE_COLUMNS} FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
-            f"{_FIRST_SOURCE} WHERE c.id = ANY(%s)",
+            f"{_FIRST_SOURCE} WHERE c.id = ANY(%s::bigint[])",
             (wanted,),
         ).fetchall()
         conn.rollback()  # a read-only transaction: ending it releases its snapshot

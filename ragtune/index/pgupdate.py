@@ -376,7 +376,7 @@ class PgVectorWriter:
         """Drop these vector ids (deleting a chunk drops its vectors already)."""
         rows = sorted({int(i) for i in chunk_rows(np.asarray(list(ids), dtype=np.int64))})
         if rows:
-            self._conn.execute("DELETE FROM vectors WHERE chunk = ANY(%s)", (rows,))
+            self._conn.execute("DELETE FROM vectors WHERE chunk = ANY(%s::bigint[])", (rows,))
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
