@@ -170,6 +170,8 @@ def _trim(sentence: str, lo: int, hi: int) -> tuple[int, int] | None:
     words = answer.split()
     if not words or len(words) > _MAX_ANSWER_WORDS or "[" in answer or "]" in answer:
         return None
+    if sentence[lo - 1 : lo] == "[" or sentence[hi : hi + 1] == "]":  # a placeholder: [EMAIL]
+        return None
     if len(words) >= len(sentence.split()) - 1:
         return None
     return lo, hi

@@ -2,7 +2,8 @@
 adapter merged, by default) writes the questions on this machine; nothing leaves it.
 
 It asks through ragtune's own generator, with a ready prompt: the model's chat template over
-:func:`~ragtune.synth.teacher.question_messages`, greedy, batched ``max_batch_size`` at a time.
+:func:`~ragtune.synth.teacher.question_messages` (the worked examples left out when they would
+not fit the model's context window), greedy, batched ``max_batch_size`` at a time.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ __all__ = ["LocalTeacher"]
 class LocalTeacher:
     """Questions from a local generator.
 
-    ``generator`` has ``generate_many`` (an :class:`~ragtune.generate.HFGenerator`);
-    ``tokenizer`` is its model's (for the chat template); ``model`` names it in the report.
+    ``generator`` has ``generate_many`` and ``context_window`` (an
+    :class:`~ragtune.generate.HFGenerator`); ``tokenizer`` is its model's (for the chat
+    template); ``model`` names it in the report.
     """
 
     def __init__(
@@ -43,15 +45,15 @@ class LocalTeacher:
     def write(self, requests: Sequence[QuestionRequest]) -> list[str]:
         asks = [
             GenerationRequest(
-                r.sentence,
-                (),
-                NO_ADAPTER,
-                self._decoding,
-                prompt_ids=self._prompt_ids(r),
+                r.sentence, (), NO_ADAPTER, self._decoding, prompt_ids=self._prompt_ids(r)
             )
             for r in requests
         ]
         return [g.text for g in self._generator.generate_many(asks)]
 
     def _prompt_ids(self, request: QuestionRequest) -> tuple[int, ...]:
-        return tuple(render_chat(self._tokenizer, question_messages(request)))
+        room = int(self._generator.context_window) - self._decoding.max_new_tokens
+        ids = render_chat(self._tokenizer, question_messages(request))
+        if len(ids) > room:  # a small context window: the instruction alone must do
+            ids = render_chat(self._tokenizer, question_messages(request, examples=False))
+        return tuple(ids)

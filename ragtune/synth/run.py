@@ -244,13 +244,12 @@ def _header(
     cfg: RagtuneConfig, settings: SynthSettings, endpoint: EndpointSettings, tenant: str
 ) -> dict[str, Any]:
     """The output's header: who writes, for whom, and a fingerprint of everything that shapes
-    the questions (a run with another fingerprint is refused)."""
-    if settings.teacher == "openai":
-        teacher = f"openai:{endpoint.model}@{endpoint.base_url}"
-    else:
-        teacher = f"local:{cfg.generator.model}"
+    the questions (a run with another fingerprint is refused). The endpoint's URL is not part
+    of it: a run stopped by a wrong URL continues once the URL is fixed."""
+    model = endpoint.model if settings.teacher == "openai" else cfg.generator.model
+    teacher = f"{settings.teacher}:{model}"
     shaping = {
-        "synth": asdict(settings),
+        "synth": {k: v for k, v in asdict(settings).items() if k != "allow_external"},
         "teacher": teacher,
         "tenant": tenant,
         "generator": [cfg.generator.model, cfg.generator.grounding],

@@ -82,11 +82,11 @@ def _user_turn(request: QuestionRequest) -> str:
     return f"Topic: {request.title}\nSentence: {request.sentence}\nAnswer: {request.answer}"
 
 
-def question_messages(request: QuestionRequest) -> list[dict[str, str]]:
+def question_messages(request: QuestionRequest, *, examples: bool = True) -> list[dict[str, str]]:
     """The chat messages (``role``, ``content``) that ask for a question: the instruction, the
-    worked examples, then ``request``."""
+    worked examples (unless ``examples`` is false), then ``request``."""
     messages = [{"role": "system", "content": INSTRUCTION}]
-    for example, question in EXAMPLES:
+    for example, question in EXAMPLES if examples else ():
         messages.append({"role": "user", "content": _user_turn(example)})
         messages.append({"role": "assistant", "content": question})
     messages.append({"role": "user", "content": _user_turn(request)})
