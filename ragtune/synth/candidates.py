@@ -213,7 +213,7 @@ def name_spans(sentence: str, context: str) -> list[tuple[int, int]]:
 
 def _capitalised_inside(word: str, chunk: str) -> bool:
     """Whether ``word`` appears capitalised after another word somewhere in ``chunk``."""
-    return re.search(rf"[\w,;:]\s+{re.escape(word.rstrip('.'))}\b", chunk) is not None
+    return re.search(rf"[\w,;:][ \t]+{re.escape(word.rstrip('.'))}\b", chunk) is not None
 
 
 def _phrases(sentence: str) -> list[tuple[int, int]]:

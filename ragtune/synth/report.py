@@ -101,7 +101,7 @@ def build_report(
     kept_after = {stage: totals.get(stage, 0) for stage in STAGES}
     dropped = {
         reason: kept_after[before] - kept_after[after]
-        for reason, before, after in zip(DROPPED_BY, STAGES, STAGES[1:], strict=True)
+        for reason, before, after in zip(DROPPED_BY, STAGES[:-1], STAGES[1:], strict=True)
     }
     kept = kept_after["kept"]
     return SynthReport(

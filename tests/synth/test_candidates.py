@@ -47,6 +47,8 @@ def test_a_year_inside_a_date_is_not_a_second_candidate() -> None:
 
 def test_a_capitalised_first_word_is_no_name_unless_it_is_one_elsewhere() -> None:
     assert not [k for _t, k in _found("Shipping takes three to five days in total.") if k == "name"]
+    heading = "Returns\n\nItems can be returned within 30 days of delivery."
+    assert ("Items", "name") not in _found(heading)  # after a heading: still a sentence start
     text = "Lyon hosts the plant. The plant in Lyon employs 300 people."
     assert ("Lyon", "name") in _found(text)
 

@@ -121,7 +121,7 @@ def test_each_filter_drops_and_counts() -> None:
 
 def test_the_answer_in_the_question_the_per_chunk_cap_and_a_wrong_answer() -> None:
     replies = REPLIES | {"30 days": "Can items be returned within 30 days?"}
-    capped, _ = _run(ScriptedTeacher(replies), NearDuplicates(0.8), per_chunk=1)
+    capped, _ = _run(ScriptedTeacher(replies), NearDuplicates(0.8), per_chunk=1, candidate_factor=5)
     assert capped.counts["answer_not_given"] == capped.counts["written"] - 1 == 3
     assert capped.counts["not_duplicate"] == 2 and capped.counts["kept"] == 1
     strict, _ = _run(ScriptedTeacher(REPLIES), NearDuplicates(0.8), min_answer_f1=1.0)

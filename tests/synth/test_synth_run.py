@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from ragtune.cli import app
 from ragtune.errors import SynthError, TeacherError
 from ragtune.eval.questions import read_questions
-from ragtune.synth import MADE_UP_NAMES, synthesize
+from ragtune.synth import synthesize
+from ragtune.synth.unanswerable import MADE_UP_NAMES
 from tests.synth.server import Endpoint, running_endpoint
 
 DOCS = {
