@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -42,7 +43,7 @@ def synth(
     cfg = load_config(config)
     if teacher is not None and teacher not in TEACHERS:
         raise SynthError(f"--teacher {teacher!r}: choose one of {', '.join(TEACHERS)}")
-    overrides = {"teacher": teacher, "per_chunk": per_chunk}
+    overrides: dict[str, Any] = {"teacher": teacher, "per_chunk": per_chunk}
     chosen = {k: v for k, v in overrides.items() if v is not None}
     if chosen:
         cfg = cfg.model_copy(update={"synth": dataclasses.replace(cfg.synth, **chosen)})

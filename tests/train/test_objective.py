@@ -62,7 +62,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dic
     raw = tiny_pipeline(root, tiny_model_dir)
     raw["train"] = {
         "adapter": {"type": "lora", "r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-        "data": {"passages": 2, "validation_share": 0.34},
+        "data": {"passages": 2, "gold_share": 1.0, "validation_share": 0.34},
         "loop": {"batch_size": 2, "max_steps": 2, "eval_every": 2, "max_length": 512},
     }
     return {"root": root, "raw": raw, "questions": write_jsonl(root / "qa.jsonl", QUESTIONS)}
