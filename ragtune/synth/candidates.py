@@ -75,16 +75,25 @@ _NUMBER_WORDS = (
     "forty|fifty|sixty|hundred|thousand|million|billion|dozen)"
 )
 _MULTIPLIER = r"(?:\s+(?:thousand|million|billion|trillion))?"
-_FIGURE = rf"(?:[$£€¥]\s?)?\d[\d,]*(?:\.\d+)?{_MULTIPLIER}"
+_FIGURE = (
+    rf"(?:(?:US|A|C|NZ|HK)?[$£€¥]\s?)?\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?(?![A-Za-z]){_MULTIPLIER}"
+)
 _QUANTITY = rf"(?:{_FIGURE}|\b{_NUMBER_WORDS}\b{_MULTIPLIER})"
 _UNIT = (
-    r"(?!(?:of|and|or|the|a|an|in|on|at|to|for|by|with|from|as|is|was|were|are|be|been|has|"
-    r"have|had|that|which|who|than|per|each)\b)(?![a-z]+ly\b)[a-z][a-z-]*\b"
+    r"(?!(?:of|and|or|nor|but|the|a|an|in|on|at|to|for|by|with|from|into|onto|over|under|as|"
+    r"is|was|were|are|be|been|being|has|have|had|do|does|did|will|would|can|could|may|might|"
+    r"that|which|who|whom|whose|what|when|where|while|why|how|after|before|since|until|"
+    r"during|because|if|then|than|so|not|per|each|every|this|these|those|it|its|their)\b)"
+    r"(?![a-z]+ly\b)[a-z][a-z-]*\b"
 )
+_UNIT_MODIFIER = "(?:business|working|calendar|square|cubic|metric|light|nautical|fluid|full)"
+"""A unit of two words starts with one of these ("5 business days"); any other second word is
+the sentence going on ("300 people live")."""
 _NUMBER = re.compile(
     rf"(?<![\w.]){_QUANTITY}(?:\s*(?:to|-|–|and|or)\s*{_QUANTITY})?"  # 3 to 5
-    rf"(?:\s?%|\s(?:percent|per cent)\b|-[a-z]+\b|(?:\s+{_UNIT}){{1,2}})?"  # 30 days, two-year
+    rf"(?:\s?%|\s(?:percent|per cent)\b|-[a-z]+\b|\s+(?:{_UNIT_MODIFIER}\s+)?{_UNIT})?"  # 30 days
 )
+_BARE_YEAR = re.compile(rf"{_YEAR}s?(?:\s|$)")
 _CAPITAL = r"[A-Z][\w'’.-]*"
 _NAME = re.compile(
     rf"(?<![\w]){_CAPITAL}(?:\s+(?:(?:of|the|de|la|von|van|and|&)\s+)*{_CAPITAL})*",
@@ -178,14 +187,19 @@ def _trim(sentence: str, lo: int, hi: int) -> tuple[int, int] | None:
 
 
 def _dates(sentence: str) -> list[tuple[int, int]]:
-    return [m.span() for m in _DATE.finditer(sentence)]
+    """Dates, the longest first ("October 1973" before a bare "1973")."""
+    spans = [m.span() for m in _DATE.finditer(sentence)]
+    return sorted(spans, key=lambda span: span[0] - span[1])
 
 
 def _numbers(sentence: str) -> list[tuple[int, int]]:
-    """Quantities; a number written in words counts only with its unit ("two years")."""
+    """Quantities; a number written in words counts only with its unit ("two years"), and a
+    bare year is a date ("the 1973 oil crisis"), not a quantity."""
     found = []
     for match in _NUMBER.finditer(sentence):
         written = match.group().strip()
+        if _BARE_YEAR.match(written):
+            continue
         if any(ch.isdigit() for ch in written) or " " in written or "-" in written:
             found.append(match.span())
     return found

@@ -1,5 +1,8 @@
-"""The ``local`` teacher: the configured base model (the embedded SmolLM2 with the grounding
-adapter merged, by default) writes the questions on this machine; nothing leaves it.
+"""The ``local`` teacher: the configured base model writes the questions on this machine;
+nothing leaves it. It writes with the bare base model: the grounding adapter teaches answering
+from passages and abstaining, and with it merged the embedded SmolLM2 replied "I don't know" to
+six question-writing prompts of six (the run loads the bare base beside the grounded one, which
+still answers the filter's questions).
 
 It asks through ragtune's own generator, with a ready prompt: the model's chat template over
 :func:`~ragtune.synth.teacher.question_messages` (the worked examples left out when they would

@@ -220,6 +220,15 @@ def _teacher(
             max_tokens=settings.question_tokens,
         )
     decoding = pick(DecodeSettings, cfg.generator, max_new_tokens=settings.question_tokens)
+    if base.grounded:
+        # The grounding adapter answers from passages or abstains: asked to write a question it
+        # replies "I don't know" (six probes of six on the embedded model). The bare base writes.
+        from ragtune.generate import load_base_model
+        from ragtune.generate.models import ModelSettings
+
+        bare = asdict(pick(ModelSettings, cfg.generator)) | {"grounding": "none"}
+        base = load_base_model(**bare)
+        generator = cfg.generator_on(base)
     return LocalTeacher(generator, base.tokenizer, model=base.name, decoding=decoding)
 
 

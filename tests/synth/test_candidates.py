@@ -20,6 +20,12 @@ def _found(text: str, limit: int = 20) -> list[tuple[str, str]]:
         ("The price of oil rose to $12 million in total.", ("$12 million", "number")),
         ("Every blender carries a two-year warranty against defects.", ("two-year", "number")),
         ("Unemployment fell by 15% over the decade.", ("15%", "number")),
+        ("Oil rose from US$3 per barrel to nearly $12 globally.", ("US$3", "number")),
+        (
+            "They came in the 10th and 11th centuries from Norway.",
+            ("10th and 11th centuries", "number"),
+        ),
+        ("About 300 people live in the old town.", ("300 people", "number")),
         ("The tower was opened in 1889 by the city.", ("1889", "date")),
         ("The embargo ended in March 1974 after talks.", ("March 1974", "date")),
         ("The Bastille was stormed on 14 July 1789 by a crowd.", ("14 July 1789", "date")),
@@ -76,3 +82,10 @@ def test_name_spans_in_a_question() -> None:
     assert [question[a:b] for a, b in name_spans(question, question)] == [
         "University of Notre Dame"
     ]
+
+
+def test_a_year_is_a_date_the_longest_date_wins_and_glued_units_are_not_numbers() -> None:
+    found = _found("The 1973 oil crisis began in October 1973 with an embargo by the members.")
+    assert ("October 1973", "date") in found
+    assert not [t for t, k in found if k == "number"]  # not "1973 oil"
+    assert _found("The plant is 5km away and opens at 9am daily.") == []
