@@ -20,7 +20,9 @@ def synth(
         ..., "--out", "-o", help="The questions file to write (JSONL); its siblings go beside it."
     ),
     teacher: str | None = typer.Option(
-        None, "--teacher", help="local (the base model, offline) or openai (synth.endpoint)."
+        None,
+        "--teacher",
+        help="local (the base model, offline), openai (synth.endpoint) or cloze (by rule).",
     ),
     per_chunk: int | None = typer.Option(
         None, "--per-chunk", min=1, max=20, help="Questions kept per chunk at most."

@@ -1,8 +1,8 @@
 """Training questions from a tenant's documents alone (``ragtune synth``).
 
 Answer first: candidates are picked in each chunk (:mod:`~ragtune.synth.candidates`), a teacher
-writes a question for each (:mod:`~ragtune.synth.teacher`: the ``local`` base model, or an
-OpenAI-compatible ``openai`` endpoint), the filters keep the questions that hold up
+writes a question for each (:mod:`~ragtune.synth.teacher`: the ``local`` base model, an
+OpenAI-compatible ``openai`` endpoint, or the ``cloze`` rule of :mod:`~ragtune.synth.cloze`), the filters keep the questions that hold up
 (:mod:`~ragtune.synth.filters`), and entity swaps make unanswerable ones
 (:mod:`~ragtune.synth.unanswerable`). The output is the JSONL ``ragtune train`` and ``ragtune
 eval`` read, written chunk by chunk so a run resumes (:mod:`~ragtune.synth.output`), with a
@@ -10,6 +10,7 @@ report of what was kept and why the rest was dropped (:mod:`~ragtune.synth.repor
 """
 
 from ragtune.synth.candidates import ANSWER_KINDS, Candidate, extract_candidates
+from ragtune.synth.cloze import ClozeTeacher, cloze_question
 from ragtune.synth.endpoint import EndpointTeacher, check_endpoint, is_local_url
 from ragtune.synth.filters import NearDuplicates, answer_matches, gives_away_answer, round_trip
 from ragtune.synth.local import LocalTeacher
@@ -29,6 +30,7 @@ __all__ = [
     "Candidate",
     "ChunkOutcome",
     "ChunkRecord",
+    "ClozeTeacher",
     "EndpointSettings",
     "EndpointTeacher",
     "LocalTeacher",
@@ -45,6 +47,7 @@ __all__ = [
     "answer_matches",
     "build_report",
     "check_endpoint",
+    "cloze_question",
     "entity_swap",
     "extract_candidates",
     "gives_away_answer",

@@ -218,6 +218,9 @@ def name_spans(sentence: str, context: str) -> list[tuple[int, int]]:
         if not words:
             continue
         lo, hi = match.start() + words[0][1], match.start() + words[-1][2]
+        glued = sentence[hi : hi + 1]
+        if glued and (glued in "$£€¥" or glued.isdigit()):  # "US$3" is an amount, not a name
+            continue
         at_start = sentence[:lo].strip() == ""
         if at_start and len(words) == 1 and not _capitalised_inside(words[0][0], context):
             continue

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import SynthError, TeacherError
 from ragtune.settings import pick
+from ragtune.synth.cloze import ClozeTeacher
 from ragtune.synth.endpoint import EndpointTeacher, check_endpoint
 from ragtune.synth.filters import NearDuplicates
 from ragtune.synth.output import ChunkRecord, SynthFiles, SynthOutput
@@ -212,6 +213,8 @@ def _teacher(
     from ragtune.generate.decoding import DecodeSettings
     from ragtune.synth.local import LocalTeacher
 
+    if settings.teacher == "cloze":
+        return ClozeTeacher()
     if settings.teacher == "openai":
         return EndpointTeacher(
             endpoint,
@@ -255,8 +258,8 @@ def _header(
     """The output's header: who writes, for whom, and a fingerprint of everything that shapes
     the questions (a run with another fingerprint is refused). The endpoint's URL is not part
     of it: a run stopped by a wrong URL continues once the URL is fixed."""
-    model = endpoint.model if settings.teacher == "openai" else cfg.generator.model
-    teacher = f"{settings.teacher}:{model}"
+    models = {"openai": endpoint.model, "local": cfg.generator.model, "cloze": "rules"}
+    teacher = f"{settings.teacher}:{models[settings.teacher]}"
     shaping = {
         "synth": {k: v for k, v in asdict(settings).items() if k != "allow_external"},
         "teacher": teacher,

@@ -16,17 +16,19 @@ from ragtune.settings import check_bounds
 
 __all__ = ["TEACHERS", "EndpointSettings", "SynthSettings"]
 
-TEACHERS = ("local", "openai")
-"""The teachers: the embedded base model on this machine, or an OpenAI-compatible endpoint."""
+TEACHERS = ("local", "openai", "cloze")
+"""The teachers: the base model on this machine, an OpenAI-compatible endpoint, or the rule
+that turns the sentence into a question itself (:mod:`ragtune.synth.cloze`)."""
 
 
 @dataclass(frozen=True)
 class SynthSettings:
     """How training questions are generated from a tenant's chunks."""
 
-    teacher: Literal["local", "openai"] = "local"
-    """Who writes the questions: ``local`` (the configured base model, offline) or ``openai``
-    (the chat endpoint of ``synth.endpoint``)."""
+    teacher: Literal["local", "openai", "cloze"] = "local"
+    """Who writes the questions: ``local`` (the configured base model, offline), ``openai`` (the
+    chat endpoint of ``synth.endpoint``) or ``cloze`` (no model: the sentence with the answer
+    cut out and a question word in front, offline and instant)."""
     allow_external: bool = True
     """False refuses a teacher endpoint on another machine (any host but localhost): no text of
     the documents leaves this machine, even scrubbed of personal data."""

@@ -279,7 +279,7 @@ def test_cli_synth(setup: dict[str, Any], tmp_path: Path) -> None:
     per_chunk = [r["chunk_id"] for r in rows]
     assert rows and len(per_chunk) == len(set(per_chunk))  # --per-chunk 1
     bad = CliRunner().invoke(app, [*args, "--teacher", "oracle", "-c", str(config)])
-    assert isinstance(bad.exception, SynthError) and "local, openai" in str(bad.exception)
+    assert isinstance(bad.exception, SynthError) and "local, openai, cloze" in str(bad.exception)
 
 
 def test_synth_then_train_then_the_adapter_answers(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -312,3 +312,17 @@ def test_synth_then_train_then_the_adapter_answers(setup: dict[str, Any], tmp_pa
         )
     assert (answer.adapter, answer.adapter_version) == ("acme/synth", 1)
     assert answer.timings.generate > 0
+
+
+def test_the_cloze_teacher_needs_no_model_to_write(setup: dict[str, Any], tmp_path: Path) -> None:
+    result = synthesize(
+        _config(setup, teacher="cloze"),
+        index=setup["index"],
+        tenant="acme",
+        out=tmp_path / "c.jsonl",
+    )
+    report = result.report
+    assert report.teacher == "cloze:rules" and report.kept > 0
+    assert report.kept_after["written"] >= report.kept_after["candidates"] - 1
+    questions = read_questions(result.files.questions)
+    assert all(q.question.split()[0] in {"When", "How", "Who", "What", "Where"} for q in questions)
