@@ -5,10 +5,13 @@ on those articles' real questions against the grounding adapter alone.
 1. Articles: ``--articles`` of the ``held`` part of ``benchmarks/_common.article_part`` (never
    trained on nor tuned on by the grounding work), in a seeded order. Their passages make the
    tenant's index (tenant ``bench``); nothing else is in it.
-2. ``ragtune synth`` (the local teacher, the embedded model) writes questions and unanswerable
-   questions from those passages only; the articles' real questions are never read until the
-   evaluation. Its report gives the figures: candidates, kept after each filter, questions per
-   chunk, answer kinds, seconds per kept question on this machine.
+2. ``ragtune synth`` writes questions and unanswerable questions from those passages only; the
+   articles' real questions are never read until the evaluation. The adapters train on the
+   output of ``--teacher`` (default ``cloze``: the embedded model writes questions about the
+   topic rather than the answer, and few survive the filters; see ``ragtune/synth/cloze.py``);
+   the ``local`` teacher (the embedded model) also runs on the first ``--local-chunks`` chunks,
+   for its figures. Each report gives: candidates, kept after each filter, questions per chunk,
+   answer kinds, seconds per kept question on this machine.
 3. A LoRA adapter per objective (``qa``, ``lm``, ``mixed``; ``configs/train-lora.yaml`` with
    ``--steps`` optimiser steps of ``--batch-size`` examples) is trained on the synth output and
    the index, through ``ragtune.train.train_adapter``.
@@ -20,12 +23,14 @@ on those articles' real questions against the grounding adapter alone.
 
 Every stage is cached under ``benchmarks/out/synth/`` (the index, the synth output, which
 resumes, the adapters, the eval runs, which continue); rerunning the command picks up where it
-stopped. On 2 CPU cores the defaults are meant to take some 30-40 minutes (an estimate, not a
-measurement: about 6 minutes of synth, 6 of training per objective, 4 per eval run).
+stopped. On 2 CPU cores the defaults are meant to take some 35-40 minutes (an estimate from
+short probes, not a measurement: about 5 s per chunk of synth, some 8 minutes for the 75
+passages of the 3 default articles and 2 for the local teacher's chunks; 6 minutes of training
+per objective; 3 per eval run).
 
 Rerun (from the repository root)::
 
-    .venv/bin/python benchmarks/synth.py --data ../shared/data/squad-dev --articles 3 --steps 40 --eval 80
+    .venv/bin/python benchmarks/synth.py --data ../shared/data/squad-dev --articles 3 --steps 40 --eval 60
 
 Results go to ``benchmarks/out/synth.json``; a markdown table is printed.
 """
@@ -57,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--per-chunk", type=int, default=3, help="synth questions per chunk at most")
     p.add_argument("--steps", type=int, default=40, help="optimiser steps per adapter")
     p.add_argument("--batch-size", type=int, default=4, help="examples per step (no accumulation)")
-    p.add_argument("--eval", type=int, default=80, help="real questions from each file")
+    p.add_argument("--eval", type=int, default=60, help="real questions from each file")
+    p.add_argument("--teacher", default="cloze", help="the synth teacher the adapters train on")
+    p.add_argument(
+        "--local-chunks", type=int, default=16, help="chunks the local teacher runs on (0: none)"
+    )
     p.add_argument("--objectives", default=",".join(OBJECTIVES))
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -74,11 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = config.model_dump(mode="json")
     raw["adapters"]["root"] = str(work / "registry")
     raw["synth"]["per_chunk"] = args.per_chunk
-    raw["synth"]["teacher"] = "local"
     index = _index(data, titles, work, config)
     raw["retriever"]["index"] = str(index)
 
-    synth = _synth(raw, index, work, args)
+    synth = _synth(raw, index, work, args.teacher, args.limit, args)
+    local = (
+        _synth(raw, index, work, "local", args.local_chunks, args)
+        if args.local_chunks and args.teacher != "local"
+        else None
+    )
+    if synth["report"]["kept"] == 0:
+        print("synth kept no question: the qa and mixed objectives cannot train", flush=True)
+        args.objectives = ",".join(o for o in args.objectives.split(",") if o == "lm")
     trained = {
         objective: _train(raw, index, work, synth, objective, args)
         for objective in [o for o in args.objectives.split(",") if o]
@@ -97,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "index_chunks": synth["report"]["chunks"],
         "synth": synth["report"],
         "synth_wall_seconds": synth["wall_seconds"],
+        "synth_local_teacher": None if local is None else local["report"],
         "eval_questions": {k: str(v) for k, v in questions.items()},
         "rows": rows,
         "goals": {
@@ -105,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     }
     path = _common.write_results(args.out, "synth", results)
-    print(_synth_table(synth["report"]))
+    print(_synth_table(synth["report"], None if local is None else local["report"]))
     print()
     print(_table(rows))
     print(f"results: {path}")
@@ -175,11 +192,15 @@ def _real_questions(data: Path, titles: Sequence[str], work: Path) -> dict[str, 
 # ---- synth, train, eval -----------------------------------------------------------------------
 
 
-def _synth(raw: dict[str, Any], index: Path, work: Path, args: Any) -> dict[str, Any]:
+def _synth(
+    raw: dict[str, Any], index: Path, work: Path, teacher: str, limit: int | None, args: Any
+) -> dict[str, Any]:
     from ragtune.synth import synthesize
 
-    out = work / f"synth-pc{args.per_chunk}.jsonl"
-    _common.wait_for_quiet(args.max_wait, label="synth")
+    run_raw = json.loads(json.dumps(raw))
+    run_raw["synth"]["teacher"] = teacher
+    out = work / f"synth-{teacher}-pc{args.per_chunk}.jsonl"
+    _common.wait_for_quiet(args.max_wait, label=f"synth {teacher}")
     started = time.perf_counter()
     last = [0.0]
 
@@ -187,14 +208,14 @@ def _synth(raw: dict[str, Any], index: Path, work: Path, args: Any) -> dict[str,
         now = time.perf_counter()
         if now - last[0] > 30 or done == total:
             last[0] = now
-            print(f"  synth: {done}/{total} chunks, {now - started:.0f}s", flush=True)
+            print(f"  synth {teacher}: {done}/{total} chunks, {now - started:.0f}s", flush=True)
 
     result = synthesize(
-        raw, index=index, tenant=TENANT, out=out, limit=args.limit, progress=progress
+        run_raw, index=index, tenant=TENANT, out=out, limit=limit, progress=progress
     )
     report = result.report.to_dict()
     print(
-        f"synth: {report['kept']} questions, {report['unanswerable']} unanswerable from "
+        f"synth {teacher}: {report['kept']} questions, {report['unanswerable']} unanswerable from "
         f"{report['chunks_done']} chunks; {report['seconds_per_kept_question']} s per kept question",
         flush=True,
     )
@@ -357,17 +378,33 @@ def _compare(runs: dict[str, Path], trained: dict[str, Any], seed: int) -> dict[
     return rows
 
 
-def _synth_table(report: dict[str, Any]) -> str:
-    lines = [
-        ("chunks", f"{report['chunks_done']} of {report['chunks']}"),
-        *[(f"kept after {stage}", n) for stage, n in report["kept_after"].items()],
-        *[(f"dropped: {reason}", n) for reason, n in report["dropped"].items()],
-        ("unanswerable written", report["unanswerable"]),
-        ("questions per chunk", json.dumps(report["questions_per_chunk"])),
-        ("answer kinds (kept)", json.dumps(report["answer_kinds"])),
-        ("seconds per kept question", report["seconds_per_kept_question"]),
+def _synth_table(report: dict[str, Any], local: dict[str, Any] | None) -> str:
+    """The synth figures, the teacher the adapters trained on first, the local one beside it."""
+    reports = [report] + ([local] if local is not None else [])
+
+    def rows_of(r: dict[str, Any]) -> list[Any]:
+        return [
+            f"{r['chunks_done']} of {r['chunks']}",
+            *r["kept_after"].values(),
+            *r["dropped"].values(),
+            r["unanswerable"],
+            json.dumps(r["questions_per_chunk"]),
+            json.dumps(r["answer_kinds"]),
+            r["seconds_per_kept_question"] if r["seconds_per_kept_question"] is not None else "-",
+        ]
+
+    names = [
+        "chunks",
+        *[f"kept after {stage}" for stage in report["kept_after"]],
+        *[f"dropped: {reason}" for reason in report["dropped"]],
+        "unanswerable written",
+        "questions per chunk",
+        "answer kinds (kept)",
+        "seconds per kept question",
     ]
-    return _common.markdown_table(["synth", "value"], lines)
+    columns = [rows_of(r) for r in reports]
+    table = [[name, *(column[i] for column in columns)] for i, name in enumerate(names)]
+    return _common.markdown_table(["synth", *(r["teacher"] for r in reports)], table)
 
 
 def _table(rows: dict[str, Any]) -> str:
