@@ -70,9 +70,17 @@ def synth(
     drops = ", ".join(f"{reason} {n}" for reason, n in report.dropped.items() if n)
     console.print(
         f"{report.kept} questions from {report.chunks_done} of {report.chunks} chunks "
-        f"({report.kept_after['candidates']} candidates; dropped: {drops or 'none'}); "
+        f"({report.kept_after['candidates']} candidates; {report.teacher} kept "
+        f"{report.kept_after['kept']}, dropped: {drops or 'none'}); "
         f"{report.unanswerable} unanswerable"
     )
+    if report.fallback_kept_after["candidates"]:
+        drops = ", ".join(f"{reason} {n}" for reason, n in report.fallback_dropped.items() if n)
+        console.print(
+            f"the cloze fallback kept {report.fallback_kept_after['kept']} of the "
+            f"{report.fallback_kept_after['candidates']} candidates left (dropped: "
+            f"{drops or 'none'})"
+        )
     console.print(
         f"{result.files.questions}, {result.files.unanswerable}, report {result.files.report}"
     )

@@ -60,18 +60,67 @@ def synthesize_chunk(
     settings: SynthSettings,
     *,
     teacher: Teacher,
+    fallback: Teacher | None,
     search: Search,
     answer: Answer,
     absent: Absent,
     duplicates: NearDuplicates,
 ) -> ChunkOutcome:
     """Questions for ``chunk`` (see the module doc). Kept questions are added to
-    ``duplicates``, so later chunks do not repeat them."""
+    ``duplicates``, so later chunks do not repeat them.
+
+    ``fallback`` (None: none) writes a second question for each candidate whose ``teacher``
+    question the filters dropped, filtered the same way; its stage counts carry the prefix
+    ``fallback_`` (its ``fallback_candidates`` are the candidates the teacher did not keep).
+    """
     candidates = extract_candidates(chunk.text, settings.per_chunk * settings.candidate_factor)
-    counts: Counter[str] = Counter(candidates=len(candidates))
-    replies = teacher.write([QuestionRequest(chunk.title, c.sentence, c.text) for c in candidates])
+    counts: Counter[str] = Counter()
+    items = list(enumerate(candidates))
+    steps = (teacher, ""), (fallback, "fallback_")
+    kept: list[tuple[int, Candidate, str, str]] = []
+    for writer, prefix in steps:
+        if writer is None or len(kept) >= settings.per_chunk:
+            continue
+        done = {i for i, *_ in kept}
+        left = [(i, c) for i, c in items if i not in done]
+        room = settings.per_chunk - len(kept)
+        passed = _through_filters(left, writer, chunk, settings, search, answer, duplicates, room)
+        counts.update({prefix + k: v for k, v in passed.counts.items()})
+        kept += [(i, c, q, writer.name) for i, c, q in passed.kept]
+    rows = [_row(chunk, i, c, q, name) for i, c, q, name in sorted(kept)]
+    unanswerable = _unanswerable(chunk, rows, settings.unanswerable_per_chunk, absent)
+    counts["unanswerable"] = len(unanswerable)
+    return ChunkOutcome(
+        tuple(rows),
+        tuple(unanswerable),
+        dict(counts),
+        dict(Counter(str(r["answer_kind"]) for r in rows)),
+        dict(Counter(c.kind for c in candidates)),
+    )
+
+
+@dataclass(frozen=True)
+class _Passed:
+    kept: list[tuple[int, Candidate, str]]
+    counts: Counter[str]
+
+
+def _through_filters(
+    items: Sequence[tuple[int, Candidate]],
+    teacher: Teacher,
+    chunk: SourceChunk,
+    settings: SynthSettings,
+    search: Search,
+    answer: Answer,
+    duplicates: NearDuplicates,
+    room: int,
+) -> _Passed:
+    """``teacher``'s questions for ``items`` (index, candidate) through every filter, at most
+    ``room`` kept; the count left after each stage of :data:`~ragtune.synth.report.STAGES`."""
+    counts: Counter[str] = Counter(candidates=len(items))
+    replies = teacher.write([QuestionRequest(chunk.title, c.sentence, c.text) for _i, c in items])
     written: list[tuple[int, Candidate, str]] = []
-    for i, (candidate, reply) in enumerate(zip(candidates, replies, strict=True)):
+    for (i, candidate), reply in zip(items, replies, strict=True):
         question = parse_question(reply, candidate.text)
         if question is not None:
             written.append((i, candidate, question))
@@ -92,27 +141,21 @@ def synthesize_chunk(
         if answer_matches(said, w[1].text, settings.min_answer_f1)
     ]
     counts["answer_match"] = len(matching)
-    rows: list[Mapping[str, Any]] = []
+    kept: list[tuple[int, Candidate, str]] = []
     for i, candidate, question in matching:
         if duplicates.is_duplicate(question):
             continue
         counts["not_duplicate"] += 1
-        if len(rows) < settings.per_chunk:
+        if len(kept) < room:
             duplicates.add(question)
-            rows.append(_row(chunk, i, candidate, question))
-    counts["kept"] = len(rows)
-    unanswerable = _unanswerable(chunk, rows, settings.unanswerable_per_chunk, absent)
-    counts["unanswerable"] = len(unanswerable)
-    return ChunkOutcome(
-        tuple(rows),
-        tuple(unanswerable),
-        dict(counts),
-        dict(Counter(str(r["answer_kind"]) for r in rows)),
-        dict(Counter(c.kind for c in candidates)),
-    )
+            kept.append((i, candidate, question))
+    counts["kept"] = len(kept)
+    return _Passed(kept, counts)
 
 
-def _row(chunk: SourceChunk, index: int, candidate: Candidate, question: str) -> dict[str, Any]:
+def _row(
+    chunk: SourceChunk, index: int, candidate: Candidate, question: str, teacher: str
+) -> dict[str, Any]:
     return {
         "id": f"synth:{chunk.chunk_id}:{index}",
         "question": question,
@@ -121,6 +164,7 @@ def _row(chunk: SourceChunk, index: int, candidate: Candidate, question: str) ->
         "answerable": True,
         "chunk_id": chunk.chunk_id,
         "answer_kind": candidate.kind,
+        "teacher": teacher,
     }
 
 

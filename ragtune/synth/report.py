@@ -13,6 +13,9 @@ Each chunk counts what is left after each stage, in order (:data:`STAGES`):
 ========================  =========================================================
 
 ``dropped`` is the difference between neighbouring stages, named by the filter that dropped.
+With a fallback writer (``synth.fallback``), its pass over the candidates the teacher did not
+keep is counted the same way in ``fallback_kept_after`` / ``fallback_dropped``; ``kept`` is
+both passes' sum.
 """
 
 from __future__ import annotations
@@ -61,9 +64,13 @@ class SynthReport:
     chunks_done: int
     """Chunks finished (all of them once the run is complete)."""
     kept_after: Mapping[str, int]
-    """Questions left after each stage of :data:`STAGES`, summed over the chunks."""
+    """The teacher's questions left after each stage of :data:`STAGES`, summed over the
+    chunks."""
     dropped: Mapping[str, int]
     """Candidates dropped, by the reason of :data:`DROPPED_BY`."""
+    fallback_kept_after: Mapping[str, int]
+    """The same for the fallback writer's pass (all zero without one)."""
+    fallback_dropped: Mapping[str, int]
     unanswerable: int
     questions_per_chunk: Mapping[str, int]
     """How many chunks kept 0, 1, 2 ... questions."""
@@ -77,7 +84,8 @@ class SynthReport:
 
     @property
     def kept(self) -> int:
-        return self.kept_after.get("kept", 0)
+        """Questions kept, both passes."""
+        return self.kept_after.get("kept", 0) + self.fallback_kept_after.get("kept", 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"kept": self.kept, "complete": self.chunks_done >= self.chunks}
@@ -96,21 +104,20 @@ def build_report(
         totals.update(record.counts)
         kinds.update(record.kinds)
         candidate_kinds.update(record.candidate_kinds)
-        per_chunk[record.counts.get("kept", 0)] += 1
+        per_chunk[record.counts.get("kept", 0) + record.counts.get("fallback_kept", 0)] += 1
         seconds += record.seconds
     kept_after = {stage: totals.get(stage, 0) for stage in STAGES}
-    dropped = {
-        reason: kept_after[before] - kept_after[after]
-        for reason, before, after in zip(DROPPED_BY, STAGES[:-1], STAGES[1:], strict=True)
-    }
-    kept = kept_after["kept"]
+    fallback_after = {stage: totals.get(f"fallback_{stage}", 0) for stage in STAGES}
+    kept = kept_after["kept"] + fallback_after["kept"]
     return SynthReport(
         tenant=tenant,
         teacher=teacher,
         chunks=chunks,
         chunks_done=len(records),
         kept_after=kept_after,
-        dropped=dropped,
+        dropped=_dropped(kept_after),
+        fallback_kept_after=fallback_after,
+        fallback_dropped=_dropped(fallback_after),
         unanswerable=totals.get("unanswerable", 0),
         questions_per_chunk={str(n): per_chunk[n] for n in sorted(per_chunk)},
         answer_kinds=dict(sorted(kinds.items())),
@@ -118,6 +125,13 @@ def build_report(
         seconds=round(seconds, 2),
         seconds_per_kept_question=round(seconds / kept, 3) if kept else None,
     )
+
+
+def _dropped(kept_after: Mapping[str, int]) -> dict[str, int]:
+    return {
+        reason: kept_after[before] - kept_after[after]
+        for reason, before, after in zip(DROPPED_BY, STAGES[:-1], STAGES[1:], strict=True)
+    }
 
 
 def write_report(path: Path, report: SynthReport, **extra: Any) -> None:

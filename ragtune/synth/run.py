@@ -148,6 +148,7 @@ def _run(
     base = cfg.load_base_model()
     generator = cfg.generator_on(base)
     teacher = _teacher(cfg, settings, endpoint, base, generator, environ)
+    fallback = ClozeTeacher() if settings.fallback == "cloze" and teacher.name != "cloze" else None
     retriever = cfg.retriever.build(store, cfg.embedder_for_index(store.path))
     depth = max(settings.round_trip_k, cfg.generator.max_passages)
     words = LexicalRetriever(store)
@@ -171,6 +172,7 @@ def _run(
             source,
             settings,
             teacher=teacher,
+            fallback=fallback,
             search=search,
             answer=answer,
             absent=absent,

@@ -29,6 +29,13 @@ class SynthSettings:
     """Who writes the questions: ``local`` (the configured base model, offline), ``openai`` (the
     chat endpoint of ``synth.endpoint``) or ``cloze`` (no model: the sentence with the answer
     cut out and a question word in front, offline and instant)."""
+    fallback: Literal["cloze", "none"] = "cloze"
+    """Who writes a second question for a candidate whose teacher question the filters
+    dropped: ``cloze`` (the rule of :mod:`ragtune.synth.cloze`, filtered the same way) or
+    ``none`` (the candidate is dropped). A small local model writes few questions that pass
+    (the embedded SmolLM2-135M mostly asks about the document's topic, not the answer), so
+    with ``cloze`` a run still yields questions; each row names its ``teacher``. No effect when
+    the teacher is ``cloze`` itself."""
     allow_external: bool = True
     """False refuses a teacher endpoint on another machine (any host but localhost): no text of
     the documents leaves this machine, even scrubbed of personal data."""

@@ -39,10 +39,9 @@ ANSWERS = {
 class ScriptedTeacher:
     """Replies from a table keyed by answer; records what it was asked."""
 
-    name = "fake"
-
-    def __init__(self, replies: dict[str, str]) -> None:
+    def __init__(self, replies: dict[str, str], name: str = "fake") -> None:
         self.replies = replies
+        self.name = name
         self.asked: list[QuestionRequest] = []
 
     def write(self, requests: Sequence[QuestionRequest]) -> list[str]:
@@ -55,7 +54,10 @@ def _passage(chunk_id: str) -> Passage:
 
 
 def _run(
-    teacher: ScriptedTeacher, duplicates: NearDuplicates, **settings: Any
+    teacher: ScriptedTeacher,
+    duplicates: NearDuplicates,
+    fallback: ScriptedTeacher | None = None,
+    **settings: Any,
 ) -> tuple[ChunkOutcome, list[str]]:
     answered: list[str] = []
 
@@ -72,6 +74,7 @@ def _run(
         CHUNK,
         SynthSettings(**settings),
         teacher=teacher,
+        fallback=fallback,
         search=search,
         answer=answer,
         absent=lambda word: True,
@@ -110,6 +113,7 @@ def test_each_filter_drops_and_counts() -> None:
         "answerable": True,
         "chunk_id": "returns.md:0",
         "answer_kind": "number",
+        "teacher": "fake",
     }
     assert outcome.kinds == {"number": 1, "name": 1}
     assert outcome.candidate_kinds == {"number": 2, "name": 2, "date": 1}
@@ -142,6 +146,41 @@ def test_a_teacher_with_no_usable_question_keeps_nothing() -> None:
     assert report.dropped["no_usable_question"] == 5 and report.kept == 0
     assert report.seconds_per_kept_question is None
     assert report.questions_per_chunk == {"0": 1} and report.to_dict()["complete"] is False
+
+
+def test_the_fallback_writes_for_the_candidates_the_teacher_lost() -> None:
+    # The teacher's question for "30 days" passes; the others give no usable question.
+    teacher = ScriptedTeacher({"30 days": REPLIES["30 days"]}, name="local:tiny")
+    fallback = ScriptedTeacher(REPLIES, name="cloze")
+    outcome, _ = _run(teacher, NearDuplicates(0.8), fallback, per_chunk=3, candidate_factor=2)
+    assert [r.answer for r in fallback.asked] == [
+        "5 business days",
+        "Orbix Industries",
+        "1998",
+        "Paris",
+    ]
+    assert [(r["question"], r["teacher"]) for r in outcome.rows] == [
+        ("How long can items be returned?", "local:tiny"),
+        ("How long does the refund take to arrive?", "cloze"),
+        ("Which company in Lyon handles refunds?", "cloze"),
+    ]
+    assert outcome.counts["candidates"] == 5 and outcome.counts["kept"] == 1
+    assert outcome.counts["fallback_candidates"] == 4 and outcome.counts["fallback_kept"] == 2
+    report = build_report(
+        [ChunkRecord("c", outcome.counts, outcome.kinds, outcome.candidate_kinds, 1.0)],
+        tenant="acme",
+        teacher="local:tiny",
+        chunks=1,
+    )
+    assert report.kept == 3 and report.kept_after["kept"] == 1
+    assert report.fallback_kept_after["written"] == 3  # "Paris": no question
+    assert report.fallback_dropped["no_usable_question"] == 1
+    assert report.questions_per_chunk == {"3": 1}
+    # Once the teacher fills the chunk's questions, the fallback is not asked.
+    full = ScriptedTeacher({}, name="cloze")
+    capped, _ = _run(ScriptedTeacher(REPLIES), NearDuplicates(0.8), full, per_chunk=2)
+    assert capped.counts["kept"] == 2 and full.asked == []
+    assert "fallback_candidates" not in capped.counts
 
 
 def test_the_report_sums_chunks() -> None:
