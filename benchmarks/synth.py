@@ -62,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--per-chunk", type=int, default=3, help="synth questions per chunk at most")
     p.add_argument("--steps", type=int, default=40, help="optimiser steps per adapter")
     p.add_argument("--batch-size", type=int, default=4, help="examples per step (no accumulation)")
+    p.add_argument(
+        "--learning-rate", type=float, default=None, help="default: configs/train-lora.yaml's"
+    )
+    p.add_argument(
+        "--min-answer-f1", type=float, default=None, help="synth.min_answer_f1 (default: config's)"
+    )
     p.add_argument("--eval", type=int, default=60, help="real questions from each file")
     p.add_argument("--teacher", default="cloze", help="the synth teacher the adapters train on")
     p.add_argument(
@@ -199,7 +205,11 @@ def _synth(
 
     run_raw = json.loads(json.dumps(raw))
     run_raw["synth"]["teacher"] = teacher
-    out = work / f"synth-{teacher}-pc{args.per_chunk}.jsonl"
+    tag = ""
+    if args.min_answer_f1 is not None:
+        run_raw["synth"]["min_answer_f1"] = args.min_answer_f1
+        tag = f"-f{args.min_answer_f1:g}"
+    out = work / f"synth-{teacher}-pc{args.per_chunk}{tag}.jsonl"
     _common.wait_for_quiet(args.max_wait, label=f"synth {teacher}")
     started = time.perf_counter()
     last = [0.0]
@@ -244,6 +254,8 @@ def _train(
     recipe = yaml.safe_load((_common.ROOT / "configs" / "train-lora.yaml").read_text())["train"]
     recipe["data"]["objective"] = objective
     loop = recipe["loop"]
+    if args.learning_rate is not None:
+        loop["learning_rate"] = args.learning_rate
     loop.update(
         max_steps=args.steps,
         batch_size=args.batch_size,

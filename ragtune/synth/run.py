@@ -262,8 +262,9 @@ def _header(
     of it: a run stopped by a wrong URL continues once the URL is fixed."""
     models = {"openai": endpoint.model, "local": cfg.generator.model, "cloze": "rules"}
     teacher = f"{settings.teacher}:{models[settings.teacher]}"
+    idle = {"allow_external"} | ({"fallback"} if settings.teacher == "cloze" else set())
     shaping = {
-        "synth": {k: v for k, v in asdict(settings).items() if k != "allow_external"},
+        "synth": {k: v for k, v in asdict(settings).items() if k not in idle},
         "teacher": teacher,
         "tenant": tenant,
         "generator": [cfg.generator.model, cfg.generator.grounding],

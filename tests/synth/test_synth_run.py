@@ -251,9 +251,10 @@ def test_bad_input_is_refused_clearly(setup: dict[str, Any], tmp_path: Path) -> 
 def test_the_local_teacher_on_a_model_that_writes_no_question(
     setup: dict[str, Any], tmp_path: Path
 ) -> None:
-    """The tiny random model replies with noise: nothing is kept, and that is reported."""
+    """The tiny random model replies with noise: the teacher keeps nothing, and that is
+    reported; the cloze fallback writes for the candidates it lost (``none``: nothing)."""
     result = synthesize(
-        _config(setup, teacher="local"),
+        _config(setup, teacher="local", fallback="none"),
         index=setup["index"],
         tenant="acme",
         out=tmp_path / "l.jsonl",
@@ -262,7 +263,19 @@ def test_the_local_teacher_on_a_model_that_writes_no_question(
     assert report.teacher.startswith("local:") and report.chunks_done == report.chunks
     assert report.kept_after["candidates"] > 0
     assert report.dropped["no_usable_question"] >= report.kept_after["candidates"] - 1
+    assert report.fallback_kept_after["candidates"] == 0
     assert len(read_questions_or_empty(result.files.questions)) == report.kept
+    helped = synthesize(
+        _config(setup, teacher="local", fallback="cloze"),
+        index=setup["index"],
+        tenant="acme",
+        out=tmp_path / "f.jsonl",
+    )
+    rows = [json.loads(line) for line in helped.files.questions.read_text().splitlines()]
+    assert helped.report.fallback_kept_after["candidates"] >= report.kept_after["candidates"] - 1
+    assert helped.report.kept == len(rows) > report.kept
+    assert {r["teacher"] for r in rows} <= {"cloze", helped.report.teacher}
+    assert "cloze" in {r["teacher"] for r in rows}
 
 
 def test_cli_synth(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -326,3 +339,18 @@ def test_the_cloze_teacher_needs_no_model_to_write(setup: dict[str, Any], tmp_pa
     assert report.kept_after["written"] >= report.kept_after["candidates"] - 1
     questions = read_questions(result.files.questions)
     assert all(q.question.split()[0] in {"When", "How", "Who", "What", "Where"} for q in questions)
+    # The fallback does nothing for the cloze teacher, so changing it does not refuse the output.
+    again = synthesize(
+        _config(setup, teacher="cloze", fallback="none"),
+        index=setup["index"],
+        tenant="acme",
+        out=tmp_path / "c.jsonl",
+    )
+    assert again.report.kept == report.kept
+    with pytest.raises(SynthError, match="other synth settings"):
+        synthesize(
+            _config(setup, teacher="cloze", per_chunk=1),
+            index=setup["index"],
+            tenant="acme",
+            out=tmp_path / "c.jsonl",
+        )
