@@ -47,6 +47,7 @@ from ragtune.retrieve.hybrid import FusionSettings
 from ragtune.serve.keys import ApiKey
 from ragtune.serve.settings import ServeSettings
 from ragtune.settings import pick
+from ragtune.synth.settings import EndpointSettings, SynthSettings
 from ragtune.telemetry import TelemetrySettings
 from ragtune.train.data import DataSettings
 from ragtune.train.loop import TrainSettings
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from ragtune.check.support import Calibration
     from ragtune.check.support_model import SupportModel
     from ragtune.generate.generator import HFGenerator
+    from ragtune.generate.models import LoadedModel
     from ragtune.index.embedders import SentenceTransformerEmbedder
     from ragtune.index.location import IndexLocation
     from ragtune.indexing import BuildSettings
@@ -77,6 +79,7 @@ __all__ = [
     "ChunkingConfig",
     "DenseRetrieverConfig",
     "EmbedderConfig",
+    "EndpointConfig",
     "FlatIndexConfig",
     "FolderStoreConfig",
     "GeneratorConfig",
@@ -91,6 +94,7 @@ __all__ = [
     "PgvectorStoreConfig",
     "RagtuneConfig",
     "ServeConfig",
+    "SynthConfig",
     "TelemetryConfig",
     "load_config",
 ]
@@ -538,6 +542,25 @@ class ServeConfig(ServeSettings):
         _check_bases(self)
 
 
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class EndpointConfig(EndpointSettings):
+    """An OpenAI-compatible chat endpoint for the `openai` teacher of `ragtune synth`."""
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
+
+
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class SynthConfig(SynthSettings):
+    """`ragtune synth`: training questions generated from a tenant's chunks
+    (see :mod:`ragtune.synth`)."""
+
+    endpoint: EndpointConfig = dataclass_field(default_factory=EndpointConfig)
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
+
+
 class RagtuneConfig(_Strict):
     """The whole configuration. Every section has a working default (the embedded setup)."""
 
@@ -555,6 +578,7 @@ class RagtuneConfig(_Strict):
     live: LiveConfig = Field(default_factory=LiveConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -613,9 +637,18 @@ class RagtuneConfig(_Strict):
 
     def build_generator(self) -> HFGenerator:
         """Load the base model and open the adapter registry (no adapter is chosen here)."""
-        from ragtune.generate import AdapterPool, AdapterRegistry, HFGenerator, load_base_model
+        return self.generator_on(self.load_base_model())
 
-        base = load_base_model(**dataclasses.asdict(pick(ModelSettings, self.generator)))
+    def load_base_model(self) -> LoadedModel:
+        """The generator's base model (with its grounding adapter merged), loaded."""
+        from ragtune.generate import load_base_model
+
+        return load_base_model(**dataclasses.asdict(pick(ModelSettings, self.generator)))
+
+    def generator_on(self, base: LoadedModel) -> HFGenerator:
+        """A generator on an already loaded ``base``, with the adapter registry open."""
+        from ragtune.generate import AdapterPool, AdapterRegistry, HFGenerator
+
         pool = AdapterPool(
             base, AdapterRegistry(self.adapters.root), pick(PoolSettings, self.adapters)
         )

@@ -23,7 +23,9 @@ The tree::
     ├── RequestError           a question cannot be taken as asked (empty, too long)
     │   └── FeedbackError          feedback that cannot be taken (a bad rating, no store)
     │       └── ResponseNotFoundError  no answer of this tenant has that response id
-    └── RetrievalError         a query cannot be answered (empty query, unknown mode)
+    ├── RetrievalError         a query cannot be answered (empty query, unknown mode)
+    └── SynthError             training questions cannot be generated (no chunks, a bad output file)
+        └── TeacherError           the question-writing model failed (an endpoint unreachable or refusing)
 
 Each message names the problem and the fix. The CLI prints the message without a traceback
 and exits with status 2; library users catch :class:`RagtuneError`.
@@ -54,6 +56,8 @@ __all__ = [
     "RequestError",
     "ResponseNotFoundError",
     "RetrievalError",
+    "SynthError",
+    "TeacherError",
 ]
 
 
@@ -171,3 +175,14 @@ class EvalError(RagtuneError):
 
 class TrainingError(RagtuneError):
     """Training cannot start or go on: no usable examples, a bad setting for the data."""
+
+
+class SynthError(RagtuneError):
+    """Training questions cannot be generated as asked: an index without chunks of the tenant,
+    an output file that another run or another person wrote, a teacher the config forbids."""
+
+
+class TeacherError(SynthError):
+    """The teacher model failed: its endpoint is unreachable, refuses the key, answers with an
+    error or with something that is not a chat completion. Chunks finished before it stay
+    written; the same command continues after the fault is fixed."""

@@ -179,6 +179,7 @@ def test_each_setting_is_declared_once_with_one_default() -> None:
     from ragtune.live import LiveSettings
     from ragtune.policy import AnswerPolicy, GuardPolicy
     from ragtune.retrieve import FusionSettings
+    from ragtune.synth import EndpointSettings, SynthSettings
     from ragtune.train.loop import TrainSettings
 
     config = load_config(None)
@@ -198,6 +199,8 @@ def test_each_setting_is_declared_once_with_one_default() -> None:
         (config.index.vectors, FlatSpec()),
         (config.index.lexical, LexicalSpec()),
         (config.live, LiveSettings()),
+        (config.synth, SynthSettings()),
+        (config.synth.endpoint, EndpointSettings()),
     ]
     import dataclasses
 
@@ -253,3 +256,16 @@ def test_a_grounding_folder_without_an_adapter_is_a_config_error(tmp_path):  # t
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="holds no adapter_config.json"):
         load_config(path)
+
+
+def test_the_synth_section_matches_the_default_yaml_and_names_bad_fields() -> None:
+    from ragtune.errors import ConfigError
+
+    shipped = load_config(ROOT / "configs" / "default.yaml")
+    assert shipped.synth == load_config(None).synth
+    with pytest.raises(ConfigError) as raised:
+        load_config(
+            {"synth": {"teacher": "oracle", "per_chunk": 0, "endpoint": {"api_key": "sk-x"}}}
+        )
+    paths = {path for path, _message in raised.value.problems}
+    assert {"synth.teacher", "synth.per_chunk", "synth.endpoint.api_key"} <= paths

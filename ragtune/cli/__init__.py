@@ -19,6 +19,7 @@ from ragtune.cli.eval_cmd import app as eval_app
 from ragtune.cli.feedback_cmd import app as feedback_app
 from ragtune.cli.index_cmd import app as index_app
 from ragtune.cli.serve_cmd import serve, serve_key
+from ragtune.cli.synth_cmd import synth
 from ragtune.cli.train_cmd import train
 
 __all__ = ["app", "main"]
@@ -37,6 +38,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(feedback_app, name="feedback")
 app.command("ask")(ask)
 app.command("check")(check)
+app.command("synth")(synth)
 app.command("train")(train)
 app.command("serve")(serve)
 app.command("serve-key")(serve_key)

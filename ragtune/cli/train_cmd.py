@@ -16,8 +16,11 @@ def train(
     config: Path = typer.Option(
         ..., "--config", "-c", help="Config with a `train:` section (e.g. configs/train-lora.yaml)."
     ),
-    questions: Path = typer.Option(
-        ..., "--questions", "-q", help="Questions with answers and passage_id (JSONL)."
+    questions: Path | None = typer.Option(
+        None,
+        "--questions",
+        "-q",
+        help="Questions with answers and passage_id (JSONL); not with train.data.objective lm.",
     ),
     tenant: str = typer.Option(..., "--tenant", "-t", help="The tenant the adapter is for."),
     name: str = typer.Option(..., "--name", "-n", help="The adapter's name, e.g. support."),
@@ -54,7 +57,8 @@ def train(
     def on_data(counts: Mapping[str, int]) -> None:
         console.print(
             f"examples: {counts['train']} to train ({counts['train_answer']} with the gold passage, "
-            f"{counts['train_no gold']} without it, {counts['train_unanswerable']} unanswerable), "
+            f"{counts['train_no gold']} without it, {counts['train_unanswerable']} unanswerable, "
+            f"{counts['train_lm']} chunks for the language objective), "
             f"{counts['validation']} to validate (held-out documents)"
         )
 

@@ -52,6 +52,7 @@ __all__ = [
     "is_abstention",
     "passage_window",
     "prompt_head",
+    "render_chat",
 ]
 
 ABSTENTION = "I don't know: the documents I have do not answer this."
@@ -211,7 +212,7 @@ def prompt_head(
     """
     messages = head_messages(instruction=instruction, examples=examples)
     try:
-        return tuple(_render(tokenizer, messages, add_generation_prompt=False))
+        return tuple(render_chat(tokenizer, messages, add_generation_prompt=False))
     except Exception:  # a template's own refusal (jinja raise_exception) or a missing template
         return ()
 
@@ -324,10 +325,10 @@ def build_prompt(
     instruction alone do not fit; the caller turns that into its own error.
     """
     counter = TokenizerCounter(tokenizer)
-    skeleton = _render(tokenizer, build_messages(question, [], instruction=instruction))
+    skeleton = render_chat(tokenizer, build_messages(question, [], instruction=instruction))
     budget = context_window - reserve - len(skeleton)
     if examples:
-        shown = _render(
+        shown = render_chat(
             tokenizer, build_messages(question, [], instruction=instruction, examples=examples)
         )
         with_examples = context_window - reserve - len(shown)
@@ -349,12 +350,12 @@ def build_prompt(
         max_passages=max_passages,
         passage_tokens=passage_tokens,
     )
-    ids = _render(
+    ids = render_chat(
         tokenizer, build_messages(question, kept, instruction=instruction, examples=examples)
     )
     while len(ids) > context_window - reserve and kept:
         kept, indices = kept[:-1], indices[:-1]
-        ids = _render(
+        ids = render_chat(
             tokenizer, build_messages(question, kept, instruction=instruction, examples=examples)
         )
     text = tokenizer.decode(ids)
@@ -368,9 +369,11 @@ def build_prompt(
     )
 
 
-def _render(
+def render_chat(
     tokenizer: Any, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
 ) -> list[int]:
+    """Token ids of ``messages`` (``role``, ``content``) in the tokenizer's chat template,
+    ending with the assistant turn's opening when ``add_generation_prompt``."""
     rendered = tokenizer.apply_chat_template(
         messages, add_generation_prompt=add_generation_prompt, tokenize=True
     )

@@ -26,6 +26,8 @@ FAISS_FILE = "index.faiss"
 SQLITE_FILE = "chunks.sqlite"
 BM25_FOLDER = "bm25"
 _FAISS, _SQLITE, _BM25 = FAISS_FILE, SQLITE_FILE, BM25_FOLDER
+_HYDRATE_BATCH = 500
+"""Chunks read per SQL query when a whole tenant is read (SQLite limits the query's variables)."""
 
 
 class IndexGeneration:
@@ -179,3 +181,13 @@ class IndexGeneration:
         file path), in text order; empty when the index holds none."""
         rows = self.db.chunks_of(self.db.find_documents(key, tenant=tenant))
         return self.passages(rows, [1.0] * len(rows))
+
+    def tenant_passages(self, tenant: str | None) -> list[Passage]:
+        """Every chunk a query of ``tenant`` may see (None: every chunk), in the order they were
+        indexed (a document's chunks in text order), each with score 1.0."""
+        rows = np.sort(self.db.chunk_ids(tenant=tenant))
+        found: list[Passage] = []
+        for lo in range(0, len(rows), _HYDRATE_BATCH):
+            part = rows[lo : lo + _HYDRATE_BATCH]
+            found += self.passages(part, [1.0] * len(part))
+        return found

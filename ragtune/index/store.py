@@ -207,6 +207,11 @@ class IndexStore:
         file path), in text order; empty when the index holds none."""
         return self._current.document_passages(key, tenant=tenant)
 
+    def tenant_passages(self, tenant: str | None) -> list[Passage]:
+        """Every chunk a query of ``tenant`` may see (None: every chunk), in the order they were
+        indexed; what ``ragtune synth`` and the ``lm`` training objective read."""
+        return self._current.tenant_passages(tenant)
+
 
 def _manifest_signature(folder: Path) -> tuple[int, int, int] | None:
     """What changes when a writer renames a new manifest into place (None while missing)."""

@@ -8,8 +8,10 @@ from ragtune.train.data import (
     TrainingExample,
     build_examples,
     examples_sha256,
+    held_documents,
     split_by_document,
 )
+from ragtune.train.lm import TextExample, encode_text, texts_sha256
 from ragtune.train.loop import (
     Encoded,
     TrainProgress,
@@ -33,6 +35,7 @@ __all__ = [
     "Encoded",
     "SourceQuestion",
     "SupportTrainSettings",
+    "TextExample",
     "TrainProgress",
     "TrainResult",
     "TrainSettings",
@@ -43,8 +46,11 @@ __all__ = [
     "build_examples",
     "claims_sha256",
     "encode_example",
+    "encode_text",
     "examples_sha256",
+    "held_documents",
     "split_by_document",
+    "texts_sha256",
     "train",
     "train_adapter",
     "train_support_model",

@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
-from annotated_types import Ge, Le, Lt
+from annotated_types import Ge, Gt, Le, Lt
 
 from ragtune.eval.metrics import contains_answer
 from ragtune.eval.questions import EvalQuestion
@@ -40,6 +40,7 @@ __all__ = [
     "TrainingExample",
     "build_examples",
     "examples_sha256",
+    "held_documents",
     "split_by_document",
 ]
 
@@ -58,6 +59,14 @@ class DataSettings:
     """Share of documents held out for validation."""
     max_questions: Annotated[int, Ge(1)] | None = None
     """Cap on the questions taken from each question file (None: all)."""
+    objective: Literal["qa", "lm", "mixed"] = "qa"
+    """What the adapter learns from: ``qa`` the grounded examples of the questions; ``lm``
+    next-token prediction on the tenant's chunks (continued pre-training through the adapter,
+    no questions); ``mixed`` both, in one run (:mod:`ragtune.train.lm`)."""
+    lm_weight: Annotated[float, Gt(0.0), Le(1.0)] = 0.1
+    """With ``mixed``: what a chunk token counts in the loss against an answer token (a chunk
+    has some 200 tokens to learn, an answer five to ten: at 1.0 the chunks would drown the
+    answers out)."""
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -176,27 +185,34 @@ class DataSplit:
 def split_by_document(
     examples: Sequence[TrainingExample], share: float, seed: int = 0
 ) -> DataSplit:
-    """Hold out about ``share`` of the documents (with all their examples) for validation.
+    """Hold out about ``share`` of the documents (with all their examples) for validation
+    (:func:`held_documents`)."""
+    held = held_documents({e.document for e in examples}, share, seed)
+    return DataSplit(
+        tuple(e for e in examples if e.document not in held),
+        tuple(e for e in examples if e.document in held),
+    )
 
-    A document goes to validation when a seeded hash of its id falls under ``share``, so the
-    split does not depend on which other documents are present. At least one document is held
-    out when there are two or more and ``share`` > 0.
+
+def held_documents(documents: Iterable[str], share: float, seed: int = 0) -> frozenset[str]:
+    """The documents held out for validation: about ``share`` of ``documents``.
+
+    A document is held out when a seeded hash of its id falls under ``share``, so the split
+    does not depend on which other documents are present. At least one document is held out
+    when there are two or more and ``share`` > 0, and never all of them.
     """
-    documents = sorted({e.document for e in examples})
+    ordered = sorted(set(documents))
 
     def draw(document: str) -> float:
         digest = hashlib.sha256(f"{seed}:{document}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
-    held = {d for d in documents if draw(d) < share}
-    if share > 0 and not held and len(documents) > 1:
-        held = {min(documents, key=draw)}
-    if len(held) == len(documents) and len(documents) > 1:
-        held.discard(max(documents, key=draw))
-    return DataSplit(
-        tuple(e for e in examples if e.document not in held),
-        tuple(e for e in examples if e.document in held),
-    )
+    held = {d for d in ordered if draw(d) < share}
+    if share > 0 and not held and len(ordered) > 1:
+        held = {min(ordered, key=draw)}
+    if len(held) == len(ordered) and len(ordered) > 1:
+        held.discard(max(ordered, key=draw))
+    return frozenset(held)
 
 
 def examples_sha256(examples: Sequence[TrainingExample]) -> str:

@@ -95,10 +95,18 @@ class Encoded:
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
     """-100 on the prompt, the token id on the target."""
+    weight: float = 1.0
+    """What each of its target tokens counts in the loss (chunks of the ``mixed`` objective
+    count less than answers; see :mod:`ragtune.train.lm`)."""
 
     @property
     def target_tokens(self) -> int:
         return sum(1 for t in self.labels if t != -100)
+
+    @property
+    def target_weight(self) -> float:
+        """Its target tokens, weighted: what it counts for in a step's mean loss."""
+        return self.target_tokens * self.weight
 
 
 def end_of_turn_id(tokenizer: Any) -> int:
@@ -264,8 +272,8 @@ def _target_span(labels: Sequence[int]) -> int:
 
 
 def batch_loss(model: Any, batch: Sequence[Encoded], pad_id: int, device: Any) -> Any:
-    """Summed cross-entropy of ``batch``'s target tokens (a 0-dim tensor), computing logits
-    only for the positions that predict a target token."""
+    """Summed cross-entropy of ``batch``'s target tokens, each row's times its ``weight`` (a
+    0-dim tensor), computing logits only for the positions that predict a target token."""
     import torch
 
     from ragtune.generate.adapters import peft_quietly
@@ -280,9 +288,21 @@ def batch_loss(model: Any, batch: Sequence[Encoded], pad_id: int, device: Any) -
         )
     logits = out.logits[:, -span - 1 : -1, :].float()
     labels = tensors["labels"][:, -span:]
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
-    )
+    if all(e.weight == 1.0 for e in batch):
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        )
+    per_token = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
+    ).reshape(labels.shape)
+    weights = torch.tensor([e.weight for e in batch], device=per_token.device)
+    return (per_token.sum(dim=1) * weights).sum()
 
 
 def _lr_factor(settings: TrainSettings, total: int) -> Callable[[int], float]:
@@ -317,7 +337,7 @@ def _load_trainable(model: Any, state: dict[str, Any]) -> None:
 def validation_loss(
     model: Any, items: Sequence[Encoded], pad_id: int, batch_size: int
 ) -> float | None:
-    """Mean loss per target token over ``items`` (None without items)."""
+    """Mean loss per (weighted) target token over ``items`` (None without items)."""
     import torch
 
     if not items:
@@ -331,7 +351,7 @@ def validation_loss(
         for start in range(0, len(items), batch_size):
             batch = [items[i] for i in order[start : start + batch_size]]
             total += float(batch_loss(model, batch, pad_id, device))
-            tokens += sum(e.target_tokens for e in batch)
+            tokens += sum(e.target_weight for e in batch)
     if was_training:
         model.train()
     return total / tokens if tokens else None
@@ -386,7 +406,7 @@ def train(
             for micro in range(settings.grad_accum)
         ]
         # The loss is the mean over the step's target tokens, however they fall into batches.
-        targets = sum(e.target_tokens for batch in micro_batches for e in batch)
+        targets = sum(e.target_weight for batch in micro_batches for e in batch)
         for batch in micro_batches:
             loss = batch_loss(model, batch, pad_id, device) / targets
             loss.backward()

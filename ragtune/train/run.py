@@ -1,7 +1,9 @@
 """``ragtune train`` as a function: questions and an index in, a registered adapter version out.
 
 1. Read the questions (and unanswerable ones), build RAFT examples from the index with the
-   config's retriever (:mod:`ragtune.train.data`), split them by document.
+   config's retriever (:mod:`ragtune.train.data`); with ``train.data.objective`` ``lm`` or
+   ``mixed`` also read the tenant's chunks as language-model examples (:mod:`ragtune.train.lm`).
+   Split them all by document.
 2. Encode them with the inference prompt, make a fresh adapter of the configured kind on the
    base model, and train it (:mod:`ragtune.train.loop`), checkpointing under
    ``<adapters.root>/.training/``: the same command run again after an interruption resumes.
@@ -22,12 +24,21 @@ from typing import TYPE_CHECKING, Any
 from ragtune.errors import ModelError, TrainingError
 from ragtune.eval.questions import EvalQuestion, read_questions
 from ragtune.settings import pick
-from ragtune.train.data import DataSettings, build_examples, examples_sha256, split_by_document
+from ragtune.train.data import (
+    DataSettings,
+    DataSplit,
+    TrainingExample,
+    build_examples,
+    examples_sha256,
+    held_documents,
+)
+from ragtune.train.lm import TextExample, encode_text, texts_sha256
 from ragtune.train.loop import TrainProgress, TrainResult, TrainSettings, encode_example, train
 
 if TYPE_CHECKING:
     from ragtune.config import RagtuneConfig
     from ragtune.generate.registry import ResolvedAdapter
+    from ragtune.index import IndexStore
 
 __all__ = ["TrainedAdapter", "train_adapter"]
 
@@ -46,7 +57,7 @@ def _fingerprint(*parts: Any) -> str:
 
 def train_adapter(
     config: str | Path | Mapping[str, Any] | RagtuneConfig,
-    questions: str | Path,
+    questions: str | Path | None,
     *,
     tenant: str,
     name: str,
@@ -59,7 +70,8 @@ def train_adapter(
     """Train an adapter of ``config.train``'s kind for ``tenant/name`` and register it.
 
     The first version of a name becomes current; a later one only with ``promote=True`` (else
-    promote it after looking at its metrics: ``ragtune adapters promote``).
+    promote it after looking at its metrics: ``ragtune adapters promote``). ``questions`` is
+    None exactly when ``train.data.objective`` is ``lm`` (the chunks alone).
     """
     from ragtune.config import RagtuneConfig, load_config
     from ragtune.eval.metrics import contains_answer
@@ -80,39 +92,56 @@ def train_adapter(
     tenant, name = check_name(tenant, "tenant"), check_name(name, "adapter name")
     data_settings = pick(DataSettings, cfg.train.data)
     settings = pick(TrainSettings, cfg.train.loop)
-    cap = data_settings.max_questions
-    asked: list[EvalQuestion] = read_questions(Path(questions))[:cap]
-    if unanswerable is not None:
-        asked += read_questions(Path(unanswerable), answerable=False)[:cap]
+    objective = data_settings.objective
+    asked = _questions(questions, unanswerable, objective, data_settings.max_questions)
     index_path = Path(index) if index is not None else cfg.retriever.index
+    examples: list[TrainingExample] = []
     with IndexStore.open(index_path) as store:
-        embedder = cfg.embedder_for_index(index_path)
-        retriever = cfg.retriever.build(store, embedder)
         key_tenant = _index_tenant(store.db.tenants(), tenant, index_path)
+        texts = _chunk_texts(store, key_tenant) if objective != "qa" else []
+        if asked:
+            retriever = cfg.retriever.build(store, cfg.embedder_for_index(index_path))
 
-        def retrieve(question: str, k: int) -> list[tuple[str, PromptPassage]]:
-            found = retriever.retrieve(question, k, tenant=key_tenant)
-            return [(passage_key(p), PromptPassage(p.title, p.text)) for p in found]
+            def retrieve(question: str, k: int) -> list[tuple[str, PromptPassage]]:
+                found = retriever.retrieve(question, k, tenant=key_tenant)
+                return [(passage_key(p), PromptPassage(p.title, p.text)) for p in found]
 
-        def lookup(document: str, answers: Sequence[str]) -> PromptPassage | None:
-            chunks = store.document_passages(document, tenant=key_tenant)
-            holding = [c for c in chunks if contains_answer(c.text, answers)] or chunks
-            return PromptPassage(holding[0].title, holding[0].text) if holding else None
+            def lookup(document: str, answers: Sequence[str]) -> PromptPassage | None:
+                chunks = store.document_passages(document, tenant=key_tenant)
+                holding = [c for c in chunks if contains_answer(c.text, answers)] or chunks
+                return PromptPassage(holding[0].title, holding[0].text) if holding else None
 
-        examples = build_examples(asked, retrieve, lookup, data_settings, seed=settings.seed)
-    if not examples:
+            examples = build_examples(asked, retrieve, lookup, data_settings, seed=settings.seed)
+    if objective != "lm" and not examples:
         raise TrainingError(
             f"no training example could be built from {questions}: answerable questions need a "
             "passage_id the index holds (and answers); check --index and the question file"
         )
-    split = split_by_document(examples, data_settings.validation_share, settings.seed)
+    if objective != "qa" and not texts:
+        raise TrainingError(
+            f"{index_path} holds no chunks of {tenant!r} for the {objective} objective; index "
+            "the tenant's documents first"
+        )
+    share = data_settings.validation_share
+    held = held_documents(
+        {e.document for e in examples} | {t.document for t in texts}, share, settings.seed
+    )
+    split = DataSplit(
+        tuple(e for e in examples if e.document not in held),
+        tuple(e for e in examples if e.document in held),
+    )
+    text_split = (
+        [t for t in texts if t.document not in held],
+        [t for t in texts if t.document in held],
+    )
     counts = {
-        "train": len(split.train),
-        "validation": len(split.validation),
+        "train": len(split.train) + len(text_split[0]),
+        "validation": len(split.validation) + len(text_split[1]),
         **{
             f"train_{kind}": sum(e.kind == kind for e in split.train)
             for kind in ("answer", "no gold", "unanswerable")
         },
+        "train_lm": len(text_split[0]),
     }
     if on_data is not None:
         on_data(counts)
@@ -157,11 +186,21 @@ def train_adapter(
     counts["dropped_too_long"] = (len(encode) - len(train_items)) + (
         len(encode_val) - len(validation_items)
     )
+    # Chunks count less than answers when both are learnt (see ragtune.train.lm).
+    weight = data_settings.lm_weight if objective == "mixed" else 1.0
+    for part, items in zip(text_split, (train_items, validation_items), strict=True):
+        encoded = [
+            encode_text(base.tokenizer, t, max_length=settings.max_length, weight=weight)
+            for t in part
+        ]
+        items += [e for e in encoded if e is not None]
     data_sha = examples_sha256(examples)
+    parts: list[Any] = [data_sha, asdict(spec), asdict(settings), layout, base.weights_sha256]
+    if texts:
+        data_sha = hashlib.sha256(f"{data_sha}+lm:{texts_sha256(texts)}".encode()).hexdigest()
+        parts += [data_sha, objective, weight]
     root = Path(cfg.adapters.root)
-    run_id = _fingerprint(data_sha, asdict(spec), asdict(settings), layout, base.weights_sha256)[
-        :16
-    ]
+    run_id = _fingerprint(*parts)[:16]
     checkpoints = root / ".training" / tenant / name / run_id
     pad_id = base.tokenizer.pad_token_id
     if pad_id is None:
@@ -224,3 +263,39 @@ def _index_tenant(tenants: Mapping[str, int], tenant: str, index: Path) -> str |
         f"but none of {tenant!r}; index the tenant's documents (ragtune index add --tenant "
         f"{tenant}) or train for one of those tenants"
     )
+
+
+def _questions(
+    questions: str | Path | None,
+    unanswerable: str | Path | None,
+    objective: str,
+    cap: int | None,
+) -> list[EvalQuestion]:
+    """The questions the objective learns from (none for ``lm``), at most ``cap`` per file."""
+    if objective == "lm":
+        if questions is not None or unanswerable is not None:
+            raise TrainingError(
+                "train.data.objective lm learns from the tenant's chunks alone: leave out "
+                "--questions and --unanswerable, or set the objective to mixed to learn both"
+            )
+        return []
+    if questions is None:
+        raise TrainingError(
+            f"train.data.objective {objective} needs --questions: a JSONL file of questions "
+            "with answers and passage_id (ragtune synth writes one from the index)"
+        )
+    asked = read_questions(Path(questions))[:cap]
+    if unanswerable is not None:
+        asked += read_questions(Path(unanswerable), answerable=False)[:cap]
+    return asked
+
+
+def _chunk_texts(store: IndexStore, tenant: str | None) -> list[TextExample]:
+    """The tenant's chunks as language-model examples, titled, keyed by their document."""
+    from ragtune.eval.records import passage_key
+    from ragtune.index.chunkdb import searchable_text
+
+    return [
+        TextExample(searchable_text(p.title, p.text, with_title=True), passage_key(p))
+        for p in store.tenant_passages(tenant)
+    ]
