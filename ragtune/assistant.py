@@ -128,16 +128,16 @@ class Assistant:
         from ragtune.config import RagtuneConfig, load_config
         from ragtune.generate import AdapterRegistry
         from ragtune.guard import InputGuard
-        from ragtune.index import IndexStore
+        from ragtune.index.location import open_index
         from ragtune.ingest.pii import scrub
         from ragtune.live.recorder import LiveRecorder
         from ragtune.telemetry import Telemetry
 
         cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
-        index_path = Path(index) if index is not None else cfg.retriever.index
-        store = IndexStore.open(index_path)
+        location = cfg.index_location(index)
+        store = open_index(location)
         try:
-            embedder = cfg.embedder_for_index(index_path)
+            embedder = cfg.embedder_for_index(location)
             retriever = cfg.retriever.build(store, embedder)
             generator = cfg.build_generator()
             checker = None

@@ -31,6 +31,7 @@ from ragtune.generate.pool import PoolSettings
 from ragtune.guard.topics import DeniedTopic
 from ragtune.index.embedders import EmbedderSettings
 from ragtune.index.lexical import LexicalSpec
+from ragtune.index.pgschema import PgStoreSettings
 from ragtune.index.vectors import FlatSpec, HNSWSpec, IVFPQSpec, VectorIndexSpec
 from ragtune.ingest.chunking import ChunkingSettings, IngestSettings
 from ragtune.live.settings import LiveSettings
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from ragtune.generate.generator import HFGenerator
     from ragtune.generate.models import LoadedModel
     from ragtune.index.embedders import SentenceTransformerEmbedder
+    from ragtune.index.location import IndexLocation
     from ragtune.indexing import BuildSettings
     from ragtune.retrieve import DenseRetriever, HybridRetriever, LexicalRetriever
     from ragtune.retrieve.base import QueryEmbedder, SearchIndex
@@ -79,6 +81,7 @@ __all__ = [
     "EmbedderConfig",
     "EndpointConfig",
     "FlatIndexConfig",
+    "FolderStoreConfig",
     "GeneratorConfig",
     "GuardConfig",
     "HNSWIndexConfig",
@@ -88,6 +91,7 @@ __all__ = [
     "LexicalConfig",
     "LexicalRetrieverConfig",
     "LiveConfig",
+    "PgvectorStoreConfig",
     "RagtuneConfig",
     "ServeConfig",
     "SynthConfig",
@@ -196,16 +200,57 @@ def _default_type(data: Any, field_name: str, default: str) -> Any:
     return data
 
 
-class IndexConfig(_Strict):
-    """Everything fixed when an index is built; recorded in its manifest."""
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class FolderStoreConfig:
+    """An index folder: FAISS vectors, a SQLite chunk table and BM25 files (the default)."""
 
+    type: Literal["folder"] = "folder"
+
+
+@pydantic_dataclass(frozen=True, config=_SECTION)
+class PgvectorStoreConfig(PgStoreSettings):
+    """A PostgreSQL schema: chunk rows, pgvector vectors (HNSW, cosine) and full-text search.
+    Needs ``pip install 'ragtune[pgvector]'``."""
+
+    type: Literal["pgvector"] = "pgvector"
+
+    def __post_init__(self) -> None:
+        _check_bases(self)
+
+
+StoreConfig = Annotated[FolderStoreConfig | PgvectorStoreConfig, Field(discriminator="type")]
+
+
+class IndexConfig(_Strict):
+    """Where indexes live, and everything fixed when one is built (recorded in its manifest)."""
+
+    store: StoreConfig = Field(default_factory=FolderStoreConfig)
     vectors: VectorIndexConfig = Field(default_factory=FlatIndexConfig)
     lexical: LexicalConfig = Field(default_factory=LexicalConfig)
 
     @model_validator(mode="before")
     @classmethod
     def _vectors_default(cls, data: Any) -> Any:
-        return _default_type(data, "vectors", "flat")
+        return _default_type(_default_type(data, "vectors", "flat"), "store", "folder")
+
+    def location(self, named: str | Path) -> IndexLocation:
+        """The index a command or a retriever names: the folder ``named``, or, with the
+        pgvector store, the configured schema (``named`` must then be that schema's name)."""
+        if isinstance(self.store, FolderStoreConfig):
+            return Path(named)
+        settings = pick(PgStoreSettings, self.store)
+        if str(named) != settings.schema:
+            raise ConfigError(
+                "index.store",
+                [
+                    (
+                        "index.store.schema",
+                        f"the index store is pgvector schema {settings.schema!r}, but the index "
+                        f"named is {str(named)!r}; name the schema, or set index.store.schema",
+                    )
+                ],
+            )
+        return settings
 
 
 @pydantic_dataclass(frozen=True, config=_SECTION)
@@ -609,12 +654,22 @@ class RagtuneConfig(_Strict):
         )
         return HFGenerator(base, pool, pick(GeneratorSettings, self.generator))
 
-    def embedder_for_index(self, index: Path) -> SentenceTransformerEmbedder:
+    def index_location(self, named: str | Path | None = None) -> IndexLocation:
+        """The index to answer from: ``named`` (a folder, or the pgvector schema's name), else
+        the configured one (``retriever.index``, or the pgvector store's schema)."""
+        if named is not None:
+            return self.index.location(named)
+        if isinstance(self.index.store, PgvectorStoreConfig):
+            return pick(PgStoreSettings, self.index.store)
+        return self.retriever.index
+
+    def embedder_for_index(self, index: IndexLocation) -> SentenceTransformerEmbedder:
         """The embedder an index was built with (its model; this config's backend and device)."""
         from ragtune.errors import EmbedderMismatchError
-        from ragtune.index import Manifest, SentenceTransformerEmbedder
+        from ragtune.index import SentenceTransformerEmbedder
+        from ragtune.index.location import read_index_manifest
 
-        info = Manifest.read(index).embedder
+        info = read_index_manifest(index).embedder
         if self.embedder.model.lower() not in (info.name.lower(), info.model.lower()):
             raise EmbedderMismatchError(
                 f"{index} was built with the embedder {info.name!r}, but the config names "

@@ -10,6 +10,7 @@ The tree::
     │   ├── IndexNotFoundError     no index at that path
     │   ├── IndexCorruptError      a file of the index is damaged or missing
     │   ├── IndexFormatError       manifest of a format version this ragtune does not know
+    │   ├── IndexUnavailableError  the index's database cannot be reached or refuses the login
     │   └── EmbedderMismatchError  the index was built with another embedder
     ├── EmbedderError          an embedding model cannot be loaded or a backend is not installed
     ├── ModelError             a base model cannot be found, converted or loaded
@@ -48,6 +49,7 @@ __all__ = [
     "IndexError_",
     "IndexFormatError",
     "IndexNotFoundError",
+    "IndexUnavailableError",
     "IngestError",
     "ModelError",
     "RagtuneError",
@@ -100,6 +102,11 @@ class IndexCorruptError(IndexError_):
 
 class IndexFormatError(IndexError_):
     """The manifest declares a format version this ragtune cannot read."""
+
+
+class IndexUnavailableError(IndexError_):
+    """The database holding an index cannot be reached, or refuses the connection (a wrong
+    password, an unknown database); nothing was read or changed."""
 
 
 class EmbedderMismatchError(IndexError_):

@@ -1,7 +1,9 @@
 """Building and updating indexes: sources → documents → chunks → vectors → an index folder.
 
 This module joins :mod:`ragtune.ingest` and :mod:`ragtune.index`; neither knows the other.
-Every function is one all-or-nothing update: on any error the index is left as it was.
+Every function is one all-or-nothing update: on any error the index is left as it was. An
+index is a folder (a path) or a schema in PostgreSQL (:class:`PgStoreSettings`); the same
+functions write both.
 
 Example::
 
@@ -19,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
@@ -27,7 +29,10 @@ from ragtune.errors import EmptySourceError, IndexError_, IngestError
 from ragtune.index.chunkdb import SourceRecord
 from ragtune.index.embedders import Embedder
 from ragtune.index.lexical import LexicalSpec
+from ragtune.index.location import IndexLocation
 from ragtune.index.manifest import EmbedderInfo, Manifest
+from ragtune.index.pgschema import PgStoreSettings
+from ragtune.index.pgupdate import PgIndexUpdate
 from ragtune.index.store import IndexUpdate, fault_point
 from ragtune.index.units import dense_units, vector_ids
 from ragtune.index.vectors import FlatSpec, VectorIndexSpec, vector_spec_to_dict
@@ -44,6 +49,7 @@ from ragtune.types import Chunk, Document, SkippedSource
 
 __all__ = [
     "BuildSettings",
+    "IndexLocation",
     "NullProgress",
     "Progress",
     "UpdateReport",
@@ -52,6 +58,19 @@ __all__ = [
     "remove_from_index",
     "sync_index",
 ]
+
+
+_Update: TypeAlias = IndexUpdate | PgIndexUpdate
+
+
+def _open_update(index: IndexLocation, *, new: Manifest | None = None) -> _Update:
+    if isinstance(index, PgStoreSettings):
+        return PgIndexUpdate(index, new=new)
+    return IndexUpdate(index, new=new)
+
+
+def _where(index: IndexLocation) -> str | Path:
+    return index if isinstance(index, str | Path) else str(index)
 
 
 class Progress(Protocol):
@@ -126,7 +145,7 @@ class _Run:
     skipped: list[SkippedSource] = field(default_factory=list)
     pii: dict[str, int] = field(default_factory=dict)
 
-    def report(self, index: Path, manifest: Manifest | None) -> UpdateReport:
+    def report(self, index: IndexLocation, manifest: Manifest | None) -> UpdateReport:
         return UpdateReport(
             index=str(index),
             files=self.files,
@@ -147,7 +166,7 @@ class _Run:
 
 def build_index(
     sources: Sequence[str | Path],
-    out: str | Path,
+    out: IndexLocation,
     *,
     embedder: Embedder,
     settings: BuildSettings | None = None,
@@ -162,7 +181,7 @@ def build_index(
     complete.
     """
     settings = settings or BuildSettings()
-    out = Path(out)
+    out = out if isinstance(out, PgStoreSettings) else Path(out)
     _check_chunk_size(embedder, settings.chunk_tokens)
     manifest = Manifest(
         embedder=_embedder_info(embedder),
@@ -177,25 +196,25 @@ def build_index(
         vectors=vector_spec_to_dict(settings.vectors),
         lexical=settings.lexical.to_dict(),
     )
-    created = not out.exists()
+    created = isinstance(out, Path) and not out.exists()
     discovery = discover(sources)  # a missing path fails here, before anything is written
     run = _Run(skipped=list(discovery.skipped))
     try:
-        with IndexUpdate(out, new=manifest) as update:
+        with _open_update(out, new=manifest) as update:
             _ingest_files(
                 update, discovery.files, embedder, tenant, run, progress or NullProgress()
             )
             _finish(update, run, strict=strict, require_documents=True)
             return run.report(out, update.commit())
     except BaseException:
-        if created:
+        if created and isinstance(out, Path):
             _remove_if_empty(out)
         raise
 
 
 def add_to_index(
     sources: Sequence[str | Path],
-    index: str | Path,
+    index: IndexLocation,
     *,
     embedder: Embedder,
     tenant: str | None = None,
@@ -203,10 +222,9 @@ def add_to_index(
     progress: Progress | None = None,
 ) -> UpdateReport:
     """Add (or refresh) the documents of these sources; others are untouched."""
-    index = Path(index)
     discovery = discover(sources)
     run = _Run(skipped=list(discovery.skipped))
-    with IndexUpdate(index) as update:
+    with _open_update(index) as update:
         update.check_embedder(embedder)
         _ingest_files(update, discovery.files, embedder, tenant, run, progress or NullProgress())
         _finish(update, run, strict=strict, require_documents=False)
@@ -215,7 +233,7 @@ def add_to_index(
 
 def sync_index(
     folder: str | Path,
-    index: str | Path,
+    index: IndexLocation,
     *,
     embedder: Embedder,
     tenant: str | None = None,
@@ -226,7 +244,6 @@ def sync_index(
 
     Files whose size and modification time are unchanged are not read again.
     """
-    index = Path(index)
     root = canonical_path(folder)
     if not root.is_dir():
         raise IngestError(
@@ -234,7 +251,7 @@ def sync_index(
         )
     discovery = discover([root])
     run = _Run(skipped=list(discovery.skipped))
-    with IndexUpdate(index) as update:
+    with _open_update(index) as update:
         update.check_embedder(embedder)
         known = _known_files(update, folder, root, tenant)
         to_read = []
@@ -269,7 +286,7 @@ def sync_index(
 
 
 def _known_files(
-    update: IndexUpdate, folder: str | Path, root: Path, tenant: str | None
+    update: _Update, folder: str | Path, root: Path, tenant: str | None
 ) -> dict[str, list[SourceRecord]]:
     """The index's sources below ``root``, keyed by their file's canonical path.
 
@@ -288,7 +305,7 @@ def _known_files(
 
 
 def remove_from_index(
-    keys: Sequence[str], index: str | Path, *, tenant: str | None = None
+    keys: Sequence[str], index: IndexLocation, *, tenant: str | None = None
 ) -> UpdateReport:
     """Remove sources by file path or source (``file#L3``), or documents by doc id or JSONL ``id``.
 
@@ -296,9 +313,8 @@ def remove_from_index(
     stays while another of them still holds it. Every key must match something, or nothing
     is removed.
     """
-    index = Path(index)
     run = _Run()
-    with IndexUpdate(index) as update:
+    with _open_update(index) as update:
         sources: dict[tuple[str, str | None], None] = {}
         doc_ids: set[str] = set()
         missing = []
@@ -314,7 +330,7 @@ def remove_from_index(
         if missing:
             where = f" for tenant {tenant!r}" if tenant else ""
             raise IndexError_(
-                f"nothing in {index}{where} matches {', '.join(map(repr, missing))}; "
+                f"nothing in {_where(index)}{where} matches {', '.join(map(repr, missing))}; "
                 "nothing was removed. See `ragtune index info` for what is there"
             )
         # A path names a source: the document goes only with its last source, so an
@@ -345,7 +361,7 @@ class _Pending:
 
 
 def _ingest_files(
-    update: IndexUpdate,
+    update: _Update,
     files: Iterable[Path],
     embedder: Embedder,
     tenant: str | None,
@@ -461,7 +477,7 @@ def _vector_ids_of(chunks: Sequence[tuple[int, int]]) -> list[int]:
     return [int(i) for i in vector_ids(np.asarray(rows), np.asarray(counts))]
 
 
-def _finish(update: IndexUpdate, run: _Run, *, strict: bool, require_documents: bool) -> None:
+def _finish(update: _Update, run: _Run, *, strict: bool, require_documents: bool) -> None:
     if strict and run.skipped:
         listed = "\n".join(f"  {s.source}: {s.reason}" for s in run.skipped)
         raise IngestError(f"{len(run.skipped)} source(s) could not be read (--strict):\n{listed}")

@@ -7,13 +7,16 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ragtune.cli.progress import RichProgress, console
 from ragtune.config import HybridRetrieverConfig, RagtuneConfig, load_config
 from ragtune.errors import RetrievalError
+
+if TYPE_CHECKING:
+    from ragtune.index.location import IndexLocation
 
 app = typer.Typer(help="Build, update, inspect and search indexes.", no_args_is_help=True)
 
@@ -24,17 +27,23 @@ def _config(path: Path | None) -> RagtuneConfig:
     return load_config(path)
 
 
-def _embedder_for_index(index: Path, config: RagtuneConfig | None = None) -> Any:
+def _location(index: Path, config: Path | None) -> IndexLocation:
+    """The index a command names: a folder, or with a config whose ``index.store`` is
+    pgvector, that schema (named by its schema name)."""
+    return _config(config).index.location(index)
+
+
+def _embedder_for_index(index: IndexLocation, config: RagtuneConfig | None = None) -> Any:
     """The index's own embedder (same model as it was built with; the config's backend)."""
     return (config or RagtuneConfig.model_validate(_manifest_embedder(index))).embedder_for_index(
         index
     )
 
 
-def _manifest_embedder(index: Path) -> dict[str, Any]:
-    from ragtune.index import Manifest
+def _manifest_embedder(index: IndexLocation) -> dict[str, Any]:
+    from ragtune.index.location import read_index_manifest
 
-    info = Manifest.read(index).embedder
+    info = read_index_manifest(index).embedder
     backend = info.backend if info.backend in ("torch", "onnx", "onnx-int8") else "torch"
     return {"embedder": {"model": info.model or info.name, "backend": backend}}
 
@@ -72,7 +81,12 @@ def build(
     sources: list[str] = typer.Argument(
         ..., help="Files, folders or globs (.txt .md .html .pdf .jsonl)."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Index folder to create (or rebuild)."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Index folder to create (or rebuild); with a pgvector store, its schema's name.",
+    ),
     config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML config; defaults otherwise."
     ),
@@ -91,7 +105,7 @@ def build(
     with RichProgress() as progress:
         report = build_index(
             sources,
-            out,
+            cfg.index.location(out),
             embedder=embedder,
             settings=cfg.build_settings(),
             tenant=tenant,
@@ -112,10 +126,11 @@ def add(
     """Add documents (a changed file replaces its old version); nothing else is touched."""
     from ragtune.indexing import add_to_index
 
-    embedder = _embedder_for_index(index, _config(config) if config else None)
+    location = _location(index, config)
+    embedder = _embedder_for_index(location, _config(config) if config else None)
     with RichProgress() as progress:
         report = add_to_index(
-            sources, index, embedder=embedder, tenant=tenant, strict=strict, progress=progress
+            sources, location, embedder=embedder, tenant=tenant, strict=strict, progress=progress
         )
     _print_report(report, "updated")
 
@@ -127,11 +142,12 @@ def remove(
     ),
     index: Path = typer.Option(..., "--index", "-i", help="Index folder."),
     tenant: str | None = typer.Option(None, "--tenant", "-t"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Where the index is stored."),
 ) -> None:
     """Remove sources (by path) or documents (by id). If any key matches nothing, nothing is removed."""
     from ragtune.indexing import remove_from_index
 
-    report = remove_from_index(keys, index, tenant=tenant)
+    report = remove_from_index(keys, _location(index, config), tenant=tenant)
     _print_report(report, "updated")
 
 
@@ -146,10 +162,11 @@ def sync(
     """Add new and changed files of FOLDER, remove deleted ones; unchanged files are not re-read."""
     from ragtune.indexing import sync_index
 
-    embedder = _embedder_for_index(index, _config(config) if config else None)
+    location = _location(index, config)
+    embedder = _embedder_for_index(location, _config(config) if config else None)
     with RichProgress() as progress:
         report = sync_index(
-            folder, index, embedder=embedder, tenant=tenant, strict=strict, progress=progress
+            folder, location, embedder=embedder, tenant=tenant, strict=strict, progress=progress
         )
     _print_report(report, "synced")
 
@@ -159,10 +176,16 @@ def info(
     index: Path = typer.Argument(..., help="Index folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
     documents: bool = typer.Option(False, "--documents", "-d", help="List the documents too."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Where the index is stored."),
 ) -> None:
     """Show what an index holds and how it was built."""
     from ragtune.index import IndexStore
+    from ragtune.index.pgschema import PgStoreSettings
 
+    location = _location(index, config)
+    if isinstance(location, PgStoreSettings):
+        _info_pg(location, as_json=as_json, documents=documents)
+        return
     with IndexStore.open(index) as store:
         m = store.manifest
         size = sum(p.stat().st_size for p in (index / m.generation).rglob("*") if p.is_file())
@@ -225,7 +248,7 @@ def search(
 ) -> None:
     """Search an index, for one query or a batch of them."""
     from ragtune.config import DenseRetrieverConfig, LexicalRetrieverConfig
-    from ragtune.index import IndexStore
+    from ragtune.index.location import open_index
 
     if mode not in _MODES:
         raise RetrievalError(f"unknown --mode {mode!r}; use dense, lexical or hybrid")
@@ -233,8 +256,9 @@ def search(
         raise RetrievalError("give either a QUERY or --queries FILE.jsonl, not both or neither")
     cfg = _config(config) if config else None
     batch = list(_read_queries(queries)) if queries is not None else [(None, query or "")]
-    with IndexStore.open(index) as store:
-        embedder = _embedder_for_index(index, cfg)
+    location = _location(index, config)
+    with open_index(location) as store:
+        embedder = _embedder_for_index(location, cfg)
         hybrid = (
             cfg.retriever
             if cfg and isinstance(cfg.retriever, HybridRetrieverConfig)
@@ -276,6 +300,35 @@ def search(
                 console.print(
                     f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False
                 )
+
+
+def _info_pg(location: Any, *, as_json: bool, documents: bool) -> None:
+    from ragtune.index.pgstore import PgIndexStore
+
+    with PgIndexStore.open(location) as store:
+        m = store.manifest
+        sizes = store.bytes_on_disk()
+        docs = list(store.documents()) if documents else []
+    if as_json:
+        data = m.to_dict() | {"store": str(location), "bytes_on_disk": sizes}
+        if documents:
+            data["documents"] = [asdict(d) for d in docs]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    e, c = m.embedder, m.counts
+    console.print(f"[bold]{location}[/] ({m.generation})")
+    console.print(f"  embedder   {e.name} ({e.dimension} dims, backend {e.backend})")
+    console.print(f"  vectors    {m.vectors.get('type', m.vectors.get('kind'))} (pgvector, cosine)")
+    console.print(
+        f"  holds      {c.get('documents', 0)} documents, {c.get('sources', 0)} sources, "
+        f"{c.get('chunks', 0)} chunks, {c.get('vectors', 0)} vectors; "
+        f"{sum(sizes.values()) / 1e6:.1f} MB in tables and indexes"
+    )
+    console.print(f"  tenants    {', '.join(f'{k}: {v}' for k, v in m.tenants.items()) or '-'}")
+    for d in docs:
+        console.print(
+            f"  {d.doc_id}  {d.n_chunks:4d} chunks  {d.title[:40]!r:42}  {d.sources[0] if d.sources else ''}"
+        )
 
 
 def _read_queries(path: Path) -> Iterator[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Index storage: embedders, the FAISS vectors, the BM25 index, the SQLite chunk table."""
+"""Index storage: embedders, the FAISS vectors, the BM25 index, the SQLite chunk table; or
+all of it in PostgreSQL with pgvector."""
 
 from ragtune.index.embedders import (
     Embedder,
@@ -8,7 +9,10 @@ from ragtune.index.embedders import (
 )
 from ragtune.index.generation import IndexGeneration
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
+from ragtune.index.location import IndexLocation, open_index
 from ragtune.index.manifest import EmbedderInfo, Manifest
+from ragtune.index.pgschema import PgStoreSettings
+from ragtune.index.pgstore import PgIndexStore
 from ragtune.index.store import IndexStore, IndexUpdate
 from ragtune.index.vectors import FlatSpec, HNSWSpec, IVFPQSpec, VectorIndex, VectorIndexSpec
 
@@ -20,13 +24,17 @@ __all__ = [
     "HNSWSpec",
     "IVFPQSpec",
     "IndexGeneration",
+    "IndexLocation",
     "IndexStore",
     "IndexUpdate",
     "LexicalIndex",
     "LexicalSpec",
     "Manifest",
+    "PgIndexStore",
+    "PgStoreSettings",
     "SentenceTransformerEmbedder",
     "VectorIndex",
     "VectorIndexSpec",
+    "open_index",
     "resolve_embedder_path",
 ]

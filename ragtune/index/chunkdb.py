@@ -20,7 +20,14 @@ import numpy as np
 from ragtune.errors import IndexCorruptError
 from ragtune.types import Chunk, Passage, Provenance
 
-__all__ = ["ChunkDB", "SourceRecord", "StoredDocument"]
+__all__ = [
+    "PASSAGE_COLUMNS",
+    "ChunkDB",
+    "SourceRecord",
+    "StoredDocument",
+    "ranked_passages",
+    "searchable_text",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -386,45 +393,15 @@ class ChunkDB:
             return []
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(
-            "SELECT c.id, c.chunk_id, c.doc_id, c.text, c.start, c.end, c.title, c.tenant, "
-            "d.sha256, d.ingested_at, d.metadata, s.source, s.modified_at "
-            "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
+            f"SELECT {PASSAGE_COLUMNS} FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
             "LEFT JOIN sources s ON s.rowid = "
             "(SELECT min(rowid) FROM sources WHERE doc_id = c.doc_id) "
             f"WHERE c.id IN ({marks})",
             [int(i) for i in ids],
         ).fetchall()
-        by_id = {r[0]: r for r in rows}
-        passages = []
-        for rank, (cid, score) in enumerate(zip(ids, scores, strict=True), start=1):
-            r = by_id.get(int(cid))
-            if r is None:
-                raise IndexCorruptError(
-                    f"{self.path}: vector id {cid} has no chunk row; the index files disagree, rebuild it"
-                )
-            provenance = Provenance(
-                source=r[11] or "",
-                sha256=r[8],
-                modified_at=r[12],
-                ingested_at=r[9],
-                tenant=_untenant(r[7]),
-                metadata=json.loads(r[10]),
-            )
-            passages.append(
-                Passage(
-                    chunk_id=r[1],
-                    doc_id=r[2],
-                    text=r[3],
-                    score=float(score),
-                    rank=rank,
-                    source=r[11] or "",
-                    start=r[4],
-                    end=r[5],
-                    title=r[6],
-                    provenance=provenance,
-                )
-            )
-        return passages
+        return ranked_passages(
+            {r[0]: (*r[:10], json.loads(r[10]), *r[11:]) for r in rows}, ids, scores, self.path
+        )
 
     def counts(self) -> dict[str, int]:
         one = self._db.execute
@@ -444,6 +421,54 @@ class ChunkDB:
             for kind, n in json.loads(raw).items():
                 totals[kind] = totals.get(kind, 0) + int(n)
         return totals
+
+
+PASSAGE_COLUMNS = (
+    'c.id, c.chunk_id, c.doc_id, c.text, c.start, c."end", c.title, c.tenant, '
+    "d.sha256, d.ingested_at, d.metadata, s.source, s.modified_at"
+)
+"""The columns :func:`ranked_passages` reads, in its order (``c`` chunks, ``d`` documents,
+``s`` the document's first source)."""
+
+
+def ranked_passages(
+    rows: Mapping[int, Sequence[Any]],
+    ids: Sequence[int],
+    scores: Sequence[float],
+    where: object,
+) -> list[Passage]:
+    """Passages in rank order from chunk rows of :data:`PASSAGE_COLUMNS` keyed by row id
+    (metadata already decoded); an id without a row means the index's parts disagree."""
+    passages = []
+    for rank, (cid, score) in enumerate(zip(ids, scores, strict=True), start=1):
+        r = rows.get(int(cid))
+        if r is None:
+            raise IndexCorruptError(
+                f"{where}: vector id {cid} has no chunk row; the index files disagree, rebuild it"
+            )
+        provenance = Provenance(
+            source=r[11] or "",
+            sha256=r[8],
+            modified_at=r[12],
+            ingested_at=r[9],
+            tenant=_untenant(r[7]),
+            metadata=r[10],
+        )
+        passages.append(
+            Passage(
+                chunk_id=r[1],
+                doc_id=r[2],
+                text=r[3],
+                score=float(score),
+                rank=rank,
+                source=r[11] or "",
+                start=r[4],
+                end=r[5],
+                title=r[6],
+                provenance=provenance,
+            )
+        )
+    return passages
 
 
 def searchable_text(title: str, text: str, *, with_title: bool) -> str:

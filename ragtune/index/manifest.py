@@ -12,9 +12,22 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import IndexCorruptError, IndexFormatError, IndexNotFoundError
+from ragtune.errors import (
+    EmbedderMismatchError,
+    IndexCorruptError,
+    IndexFormatError,
+    IndexNotFoundError,
+)
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "EmbedderInfo", "Manifest", "write_atomic"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "EmbedderInfo",
+    "Manifest",
+    "refuse_other_embedder",
+    "write_atomic",
+]
 
 FORMAT = "ragtune-index"
 FORMAT_VERSION = 1
@@ -86,16 +99,33 @@ class Manifest:
                 f"{FORMAT_VERSION}. Rebuild the index with this ragtune, or use the ragtune "
                 "version that wrote it"
             )
+        return cls.from_dict(data, where=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str) -> Manifest:
+        """A manifest from its :meth:`to_dict` form; ``where`` names its place in errors."""
         try:
-            data["embedder"] = EmbedderInfo(**data["embedder"])
-            return cls(**data)
+            fields = dict(data)
+            fields["embedder"] = EmbedderInfo(**fields["embedder"])
+            return cls(**fields)
         except (KeyError, TypeError) as exc:
             raise IndexCorruptError(
-                f"{path} is missing or has unknown fields ({exc}); rebuild the index"
+                f"{where} is missing or has unknown fields ({exc}); rebuild the index"
             ) from exc
 
     def write(self, folder: Path) -> None:
         write_atomic(folder / MANIFEST, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def refuse_other_embedder(where: str, have: EmbedderInfo, embedder: str) -> None:
+    """Refuse to mix vectors of two embedders in one index (compared by name; the dimension
+    is checked when vectors are added, so a no-op update never loads the model)."""
+    if embedder.lower() != have.name.lower():
+        raise EmbedderMismatchError(
+            f"{where} was built with {have.name!r} ({have.dimension} dimensions); the "
+            f"configured embedder is {embedder!r}. Use the index's embedder, or rebuild "
+            "the index with `ragtune index build`"
+        )
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -37,7 +37,7 @@ from ragtune.errors import (
 from ragtune.index.chunkdb import ChunkDB
 from ragtune.index.generation import BM25_FOLDER, FAISS_FILE, SQLITE_FILE, IndexGeneration
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
-from ragtune.index.manifest import MANIFEST, Manifest, fsync_dir
+from ragtune.index.manifest import MANIFEST, Manifest, fsync_dir, refuse_other_embedder
 from ragtune.index.vectors import VectorIndex, vector_spec_from_dict
 from ragtune.types import Passage
 
@@ -296,13 +296,7 @@ class IndexUpdate:
     def check_embedder(self, embedder: _Named) -> None:
         """Refuse to mix vectors of two embedders in one index (by name; the dimension is
         checked when vectors are added, so a no-op update never loads the model)."""
-        have = self.manifest.embedder
-        if embedder.name.lower() != have.name.lower():
-            raise EmbedderMismatchError(
-                f"{self.path} was built with {have.name!r} ({have.dimension} dimensions); the "
-                f"configured embedder is {embedder.name!r}. Use the index's embedder, or rebuild "
-                "the index with `ragtune index build`"
-            )
+        refuse_other_embedder(str(self.path), self.manifest.embedder, embedder.name)
 
     def commit(self) -> Manifest:
         """Write the new generation and make it current. Returns the new manifest."""

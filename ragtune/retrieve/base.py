@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from annotated_types import Ge, Le
@@ -59,14 +59,21 @@ class Retriever(Protocol):
         ...
 
 
-class SearchIndex(Protocol):
-    """The searches an index offers (implemented by :class:`ragtune.index.IndexStore`).
+FilterT = TypeVar("FilterT")
+
+
+class SearchIndex(Protocol[FilterT]):
+    """The searches an index offers (implemented by :class:`ragtune.index.IndexStore` and
+    :class:`ragtune.index.pgstore.PgIndexStore`).
 
     A retriever calls :meth:`snapshot` once per query and makes every other call on what it
     returns, so one query reads one committed state of an index that may change meanwhile.
+    What a filter is belongs to the index: :meth:`allowed_ids` makes one and the searches take
+    it back (the folder store: an array of allowed chunk ids; the pgvector store: a SQL
+    condition).
     """
 
-    def snapshot(self) -> SearchIndex:
+    def snapshot(self) -> SearchIndex[FilterT]:
         """A view of the index as committed now, unchanged for as long as it is used."""
         ...
 
@@ -75,14 +82,16 @@ class SearchIndex(Protocol):
 
     def allowed_ids(
         self, *, tenant: str | None = None, metadata: Mapping[str, Any] | None = None
-    ) -> np.ndarray | None: ...
+    ) -> FilterT | None:
+        """The filter for a tenant and metadata, or ``None`` when nothing is filtered."""
+        ...
 
     def search_dense(
-        self, query_vector: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+        self, query_vector: np.ndarray, k: int, *, allowed: FilterT | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def search_lexical(
-        self, query: str, k: int, *, allowed: np.ndarray | None = None
+        self, query: str, k: int, *, allowed: FilterT | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def dense_scores(self, query_vector: np.ndarray, ids: np.ndarray) -> np.ndarray:

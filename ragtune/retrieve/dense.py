@@ -15,7 +15,7 @@ __all__ = ["DenseRetriever"]
 class DenseRetriever:
     """Cosine similarity between the query and chunk embeddings."""
 
-    def __init__(self, index: SearchIndex, embedder: QueryEmbedder) -> None:
+    def __init__(self, index: SearchIndex[Any], embedder: QueryEmbedder) -> None:
         if embedder.name.lower() != index.embedder_name.lower():
             raise EmbedderMismatchError(
                 f"the index was built with {index.embedder_name!r} but the query embedder is "

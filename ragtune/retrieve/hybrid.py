@@ -46,7 +46,7 @@ class HybridRetriever:
 
     def __init__(
         self,
-        index: SearchIndex,
+        index: SearchIndex[Any],
         embedder: QueryEmbedder,
         settings: FusionSettings = FusionSettings(),
     ) -> None:

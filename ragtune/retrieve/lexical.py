@@ -14,7 +14,7 @@ __all__ = ["LexicalRetriever"]
 class LexicalRetriever:
     """BM25 keyword matching; strong on names, numbers and rare terms."""
 
-    def __init__(self, index: SearchIndex) -> None:
+    def __init__(self, index: SearchIndex[Any]) -> None:
         self.index = index
 
     def retrieve(

@@ -141,9 +141,11 @@ def test_source_lookups_use_an_index(lookup, tmp_path, tiny_embedder, small_sett
 
 
 def test_nothing_outside_the_store_modules_speaks_sql():
-    """The chunk store's SQL lives in index/chunkdb.py, the live store's in live/store.py."""
+    """The chunk store's SQL lives in index/chunkdb.py, the pgvector store's in index/pg*.py,
+    the live store's in live/store.py."""
     root = Path(__file__).resolve().parents[2] / "ragtune"
     stores = {root / "index" / "chunkdb.py", root / "live" / "store.py"}
+    stores |= {root / "index" / f"pg{part}.py" for part in ("schema", "store", "update")}
     offenders = []
     for path in root.rglob("*.py"):
         if path in stores:
