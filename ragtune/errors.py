@@ -24,8 +24,9 @@ The tree::
     │   └── FeedbackError          feedback that cannot be taken (a bad rating, no store)
     │       └── ResponseNotFoundError  no answer of this tenant has that response id
     ├── RetrievalError         a query cannot be answered (empty query, unknown mode)
-    └── SynthError             training questions cannot be generated (no chunks, a bad output file)
-        └── TeacherError           the question-writing model failed (an endpoint unreachable or refusing)
+    ├── SynthError             training questions cannot be generated (no chunks, a bad output file)
+    │   └── TeacherError           the question-writing model failed (an endpoint unreachable or refusing)
+    └── ClusterError           a Ray cluster cannot be reached or used (address, package, replicas)
 
 Each message names the problem and the fix. The CLI prints the message without a traceback
 and exits with status 2; library users catch :class:`RagtuneError`.
@@ -39,6 +40,7 @@ __all__ = [
     "AdapterMismatchError",
     "AdapterNotFoundError",
     "CanaryError",
+    "ClusterError",
     "ConfigError",
     "EmbedderError",
     "EmbedderMismatchError",
@@ -186,3 +188,8 @@ class TeacherError(SynthError):
     """The teacher model failed: its endpoint is unreachable, refuses the key, answers with an
     error or with something that is not a chat completion. Chunks finished before it stay
     written; the same command continues after the fault is fixed."""
+
+
+class ClusterError(RagtuneError):
+    """A Ray cluster cannot be reached or used: a wrong address, Ray not installed, a deployment
+    that does not come up."""

@@ -14,14 +14,12 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 import numpy as np
 
@@ -34,18 +32,12 @@ from ragtune.index.manifest import EmbedderInfo, Manifest
 from ragtune.index.pgschema import PgStoreSettings
 from ragtune.index.pgupdate import PgIndexUpdate
 from ragtune.index.store import IndexUpdate, fault_point
-from ragtune.index.units import dense_units, vector_ids
+from ragtune.index.units import vector_ids
 from ragtune.index.vectors import FlatSpec, VectorIndexSpec, vector_spec_to_dict
-from ragtune.ingest import (
-    Chunker,
-    canonical_path,
-    canonical_source,
-    discover,
-    load,
-    token_counter_for,
-)
+from ragtune.ingest import canonical_path, canonical_source, discover
 from ragtune.ingest.chunking import ChunkingSettings, IngestSettings
-from ragtune.types import Chunk, Document, SkippedSource
+from ragtune.reading import FileRead, ReadDocument, ReadPlan, read_file
+from ragtune.types import SkippedSource
 
 __all__ = [
     "BuildSettings",
@@ -60,10 +52,10 @@ __all__ = [
 ]
 
 
-_Update: TypeAlias = IndexUpdate | PgIndexUpdate
+StoreUpdate: TypeAlias = IndexUpdate | PgIndexUpdate
 
 
-def _open_update(index: IndexLocation, *, new: Manifest | None = None) -> _Update:
+def _open_update(index: IndexLocation, *, new: Manifest | None = None) -> StoreUpdate:
     if isinstance(index, PgStoreSettings):
         return PgIndexUpdate(index, new=new)
     return IndexUpdate(index, new=new)
@@ -81,6 +73,21 @@ class Progress(Protocol):
         ...
 
     def advance(self, n: int = 1) -> None: ...
+
+
+class IngestEngine(Protocol):
+    """Reads, chunks and embeds files into an open update: :data:`LOCAL` in this process, or
+    :class:`ragtune.indexing_ray.RayDataEngine` as Ray Data stages."""
+
+    def ingest(
+        self,
+        update: StoreUpdate,
+        files: Sequence[Path],
+        embedder: Embedder,
+        tenant: str | None,
+        run: RunTally,
+        progress: Progress,
+    ) -> None: ...
 
 
 class NullProgress:
@@ -129,7 +136,7 @@ class UpdateReport:
 
 
 @dataclass
-class _Run:
+class RunTally:
     """Mutable tallies of one update, turned into an :class:`UpdateReport` at the end."""
 
     started: float = field(default_factory=time.perf_counter)
@@ -164,6 +171,25 @@ class _Run:
         )
 
 
+class _LocalEngine:
+    """Reads, chunks and embeds in this process (the default engine)."""
+
+    def ingest(
+        self,
+        update: StoreUpdate,
+        files: Sequence[Path],
+        embedder: Embedder,
+        tenant: str | None,
+        run: RunTally,
+        progress: Progress,
+    ) -> None:
+        _ingest_files(update, files, embedder, tenant, run, progress)
+
+
+LOCAL: IngestEngine = _LocalEngine()
+"""The default engine: this process."""
+
+
 def build_index(
     sources: Sequence[str | Path],
     out: IndexLocation,
@@ -173,12 +199,15 @@ def build_index(
     tenant: str | None = None,
     strict: bool = False,
     progress: Progress | None = None,
+    engine: IngestEngine = LOCAL,
 ) -> UpdateReport:
     """Build a new index at ``out`` from files, folders and globs (replacing one already there).
 
-    Raises :class:`EmptySourceError` when nothing can be indexed; ``strict`` turns any skipped
-    source into an error. The previous index at ``out``, if any, stays until the new one is
-    complete.
+    ``engine`` reads, chunks and embeds: :data:`LOCAL` in this process; a
+    :class:`ragtune.indexing_ray.RayDataEngine` runs those steps as Ray Data stages and
+    writes the same index. Raises :class:`EmptySourceError` when nothing can be indexed;
+    ``strict`` turns any skipped source into an error. The previous index at ``out``, if any,
+    stays until the new one is complete.
     """
     settings = settings or BuildSettings()
     out = out if isinstance(out, PgStoreSettings) else Path(out)
@@ -198,10 +227,10 @@ def build_index(
     )
     created = isinstance(out, Path) and not out.exists()
     discovery = discover(sources)  # a missing path fails here, before anything is written
-    run = _Run(skipped=list(discovery.skipped))
+    run = RunTally(skipped=list(discovery.skipped))
     try:
         with _open_update(out, new=manifest) as update:
-            _ingest_files(
+            engine.ingest(
                 update, discovery.files, embedder, tenant, run, progress or NullProgress()
             )
             _finish(update, run, strict=strict, require_documents=True)
@@ -223,7 +252,7 @@ def add_to_index(
 ) -> UpdateReport:
     """Add (or refresh) the documents of these sources; others are untouched."""
     discovery = discover(sources)
-    run = _Run(skipped=list(discovery.skipped))
+    run = RunTally(skipped=list(discovery.skipped))
     with _open_update(index) as update:
         update.check_embedder(embedder)
         _ingest_files(update, discovery.files, embedder, tenant, run, progress or NullProgress())
@@ -250,7 +279,7 @@ def sync_index(
             f"{folder} is not a folder; `index sync` takes the folder the index mirrors"
         )
     discovery = discover([root])
-    run = _Run(skipped=list(discovery.skipped))
+    run = RunTally(skipped=list(discovery.skipped))
     with _open_update(index) as update:
         update.check_embedder(embedder)
         known = _known_files(update, folder, root, tenant)
@@ -286,7 +315,7 @@ def sync_index(
 
 
 def _known_files(
-    update: _Update, folder: str | Path, root: Path, tenant: str | None
+    update: StoreUpdate, folder: str | Path, root: Path, tenant: str | None
 ) -> dict[str, list[SourceRecord]]:
     """The index's sources below ``root``, keyed by their file's canonical path.
 
@@ -313,7 +342,7 @@ def remove_from_index(
     stays while another of them still holds it. Every key must match something, or nothing
     is removed.
     """
-    run = _Run()
+    run = RunTally()
     with _open_update(index) as update:
         sources: dict[tuple[str, str | None], None] = {}
         doc_ids: set[str] = set()
@@ -351,21 +380,21 @@ def remove_from_index(
 # ---- the shared core ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Pending:
-    doc: Document
-    doc_id: str
-    sha256: str
-    chunks: tuple[Chunk, ...]
-    pii: dict[str, int]
+@dataclass
+class Admitted:
+    """What a run adds: new documents (in reading order), the sources to link and unlink."""
+
+    pending: dict[str, ReadDocument] = field(default_factory=dict)
+    links: list[SourceRecord] = field(default_factory=list)
+    stale: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 def _ingest_files(
-    update: _Update,
+    update: StoreUpdate,
     files: Iterable[Path],
     embedder: Embedder,
     tenant: str | None,
-    run: _Run,
+    run: RunTally,
     progress: Progress,
     *,
     extra_unlinks: Sequence[tuple[str, str | None]] = (),
@@ -374,57 +403,24 @@ def _ingest_files(
     files = list(files)
     if not files and not extra_unlinks:
         return  # nothing to read: do not even load the model
-    settings = update.manifest
-    tokenizer = getattr(embedder, "tokenizer", None) if files else None
-    chunker = Chunker(
-        token_counter_for(tokenizer) if tokenizer is not None else embedder.count_tokens,
-        chunk_tokens=int(settings.chunking["chunk_tokens"]),
-        overlap_tokens=int(settings.chunking["overlap_tokens"]),
-    )
-    scrub = bool(settings.ingest.get("scrub_pii", True))
-    with_title = bool(settings.chunking.get("title_in_text", False))
-    sentences = settings.chunking.get("dense_units", "chunk") == "sentence"
-
-    pending: dict[str, _Pending] = {}
-    links: list[SourceRecord] = []
-    stale: list[tuple[str, str | None]] = list(extra_unlinks)
+    plan = ReadPlan.of(update.manifest)
+    chunker = plan.chunker(embedder) if files else None
+    admitted = Admitted(stale=list(extra_unlinks))
     progress.phase("reading", len(files))
     for path in files:
-        stat = path.stat()
-        loaded = load(path)
-        run.skipped += loaded.skipped
-        run.files += 1
-        new_sources = set()
-        for doc in loaded.documents:
-            sha = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
-            doc_id = _doc_id(sha, tenant, doc.metadata)
-            new_sources.add(doc.source)
-            links.append(
-                SourceRecord(doc.source, tenant, str(path), doc_id, stat.st_mtime, stat.st_size)
-            )
-            if doc_id in pending or update.db.has_document(doc_id):
-                run.duplicates += 1
-                continue
-            split = chunker.split(doc, doc_id=doc_id, scrub=scrub)
-            if not split.chunks:
-                run.skipped.append(SkippedSource(doc.source, "no text to index after extraction"))
-                links.pop()
-                continue
-            pending[doc_id] = _Pending(doc, doc_id, sha, split.chunks, dict(split.pii_counts))
-        # Lines of a JSONL file that are no longer in it, or a file that now fails to load.
-        stale += [
-            (r.source, r.tenant)
-            for r in update.db.sources_of_file(str(path), tenant=tenant)
-            if r.source not in new_sources
-        ]
+        assert chunker is not None
+        read = read_file(
+            path,
+            plan,
+            chunker,
+            tenant=tenant,
+            known=lambda doc_id: doc_id in admitted.pending or update.db.has_document(doc_id),
+        )
+        admit(update, read, tenant, run, admitted)
         progress.advance(1)
 
-    units = {
-        c.chunk_id: dense_units(c.title, c.text, sentences=sentences, with_title=with_title)
-        for p in pending.values()
-        for c in p.chunks
-    }
-    texts = [text for unit_texts in units.values() for text in unit_texts]
+    units = [plan.units(c) for item in admitted.pending.values() for c in item.chunks or ()]
+    texts = [text for unit_texts in units for text in unit_texts]
     # Overlapping chunks share sentences: embed each distinct text once.
     distinct = list(dict.fromkeys(texts))
     progress.phase("embedding", len(distinct))
@@ -434,13 +430,59 @@ def _ingest_files(
         position = {text: i for i, text in enumerate(distinct)}
         vectors = vectors[[position[text] for text in texts]]
     run.embed_seconds += time.perf_counter() - started
-    fault_point("after-embed")
+    store(update, admitted, [len(u) for u in units], vectors, tenant, run)
 
+
+def admit(
+    update: StoreUpdate, read: FileRead, tenant: str | None, run: RunTally, admitted: Admitted
+) -> None:
+    """Take one file's documents: new ones into ``admitted.pending``, one already stored (or
+    read earlier in this run) counted as a duplicate and only linked; sources the file no
+    longer holds become stale."""
+    run.skipped += read.skipped
+    run.files += 1
+    new_sources = set()
+    for item in read.documents:
+        doc = item.doc
+        new_sources.add(doc.source)
+        record = SourceRecord(
+            doc.source, tenant, str(read.path), item.doc_id, read.modified_at, read.size
+        )
+        if item.doc_id in admitted.pending or update.db.has_document(item.doc_id):
+            run.duplicates += 1
+            admitted.links.append(record)
+            continue
+        if not item.chunks:
+            run.skipped.append(SkippedSource(doc.source, "no text to index after extraction"))
+            continue
+        admitted.links.append(record)
+        admitted.pending[item.doc_id] = item
+    # Lines of a JSONL file that are no longer in it, or a file that now fails to load.
+    admitted.stale += [
+        (r.source, r.tenant)
+        for r in update.db.sources_of_file(str(read.path), tenant=tenant)
+        if r.source not in new_sources
+    ]
+
+
+def store(
+    update: StoreUpdate,
+    admitted: Admitted,
+    counts: Sequence[int],
+    vectors: np.ndarray,
+    tenant: str | None,
+    run: RunTally,
+) -> None:
+    """Write the admitted documents with their ``vectors`` (``counts[i]`` rows for the i-th
+    chunk, in reading order), link and unlink sources, and drop documents left without one."""
+    fault_point("after-embed")
     now = time.time()
     all_ids: list[int] = []
     all_counts: list[int] = []
-    for item in pending.values():
-        counts = [len(units[c.chunk_id]) for c in item.chunks]
+    chunk_counts = iter(counts)
+    for item in admitted.pending.values():
+        chunks = item.chunks or ()
+        per_chunk = [next(chunk_counts) for _ in chunks]
         ids = update.db.add_document(
             doc_id=item.doc_id,
             tenant=tenant,
@@ -448,22 +490,22 @@ def _ingest_files(
             title=item.doc.title,
             metadata=item.doc.metadata,
             ingested_at=now,
-            pii=item.pii,
-            chunks=item.chunks,
-            n_vectors=counts,
+            pii=dict(item.pii),
+            chunks=chunks,
+            n_vectors=per_chunk,
         )
         all_ids += ids
-        all_counts += counts
+        all_counts += per_chunk
         for kind, n in item.pii.items():
             run.pii[kind] = run.pii.get(kind, 0) + n
     if all_ids:
         update.vectors.add(vector_ids(np.asarray(all_ids), np.asarray(all_counts)), vectors)
-    for record in links:
+    for record in admitted.links:
         update.db.link_source(record)
-    update.db.unlink_sources(stale)
+    update.db.unlink_sources(admitted.stale)
     n_removed, removed_ids = update.db.delete_orphans()
     update.vectors.remove(_vector_ids_of(removed_ids))
-    run.added += len(pending)
+    run.added += len(admitted.pending)
     run.chunks_added += len(all_ids)
     run.chunks_removed += len(removed_ids)
     run.removed += n_removed
@@ -477,7 +519,7 @@ def _vector_ids_of(chunks: Sequence[tuple[int, int]]) -> list[int]:
     return [int(i) for i in vector_ids(np.asarray(rows), np.asarray(counts))]
 
 
-def _finish(update: _Update, run: _Run, *, strict: bool, require_documents: bool) -> None:
+def _finish(update: StoreUpdate, run: RunTally, *, strict: bool, require_documents: bool) -> None:
     if strict and run.skipped:
         listed = "\n".join(f"  {s.source}: {s.reason}" for s in run.skipped)
         raise IngestError(f"{len(run.skipped)} source(s) could not be read (--strict):\n{listed}")
@@ -487,21 +529,6 @@ def _finish(update: _Update, run: _Run, *, strict: bool, require_documents: bool
             "nothing to index: no readable document in the sources"
             + (f"; skipped:\n{listed}" if listed else "")
         )
-
-
-def _doc_id(sha256: str, tenant: str | None, metadata: Mapping[str, Any]) -> str:
-    """Content-addressed: the same text is one document per tenant, never shared across them.
-
-    What a user can name or filter on is part of the identity: two JSONL records with the
-    same text but their own ``id`` or metadata stay two documents, so de-duplication never
-    loses one of them (files carry no metadata and are de-duplicated by text alone).
-    """
-    key = sha256 if tenant is None else f"{tenant}\0{sha256}"
-    if metadata:
-        key += "\0" + json.dumps(dict(metadata), sort_keys=True, default=str)
-    if key == sha256:
-        return sha256[:16]
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _embedder_info(embedder: Embedder) -> EmbedderInfo:

@@ -96,10 +96,29 @@ def build(
     strict: bool = typer.Option(
         False, "--strict", help="Fail (and write nothing) if any source is skipped."
     ),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="local (this process) or ray: read, chunk and embed as Ray Data stages on the "
+        "cluster at --ray-address or RAY_ADDRESS, else on a local Ray started for the build.",
+    ),
+    workers: int = typer.Option(
+        2, "--workers", min=1, help="With --engine ray: embedding actors (one model each)."
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="With --engine ray: the cluster (host:port); else RAY_ADDRESS."
+    ),
 ) -> None:
     """Build an index from documents. An index already at --out is replaced only on success."""
-    from ragtune.indexing import build_index
+    from ragtune.indexing import LOCAL, IngestEngine, build_index
 
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"{engine!r}: use local or ray", param_hint="--engine")
+    chosen: IngestEngine = LOCAL
+    if engine == "ray":
+        from ragtune.indexing_ray import RayDataEngine
+
+        chosen = RayDataEngine(workers=workers, address=ray_address)
     cfg = _config(config)
     embedder = cfg.embedder.build()
     with RichProgress() as progress:
@@ -111,6 +130,7 @@ def build(
             tenant=tenant,
             strict=strict,
             progress=progress,
+            engine=chosen,
         )
     _print_report(report, "built")
 

@@ -159,6 +159,17 @@ class SentenceTransformerEmbedder:
         key = self._model_name.lower()
         return key if key in EMBEDDED_EMBEDDERS else str(self._path.resolve())
 
+    def settings(self) -> EmbedderSettings:
+        """What builds this embedder again in another process (a Ray worker, say)."""
+        return EmbedderSettings(
+            model=self.model,
+            backend=self.backend,  # type: ignore[arg-type]  # checked in __init__
+            batch_size=self.batch_size,
+            device=self._device,
+            cache_dir=self._cache_dir,
+            query_backend=self.query_backend,  # type: ignore[arg-type]
+        )
+
     @property
     def dimension(self) -> int:
         if self._dimension is None:
