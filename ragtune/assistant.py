@@ -34,7 +34,7 @@ from ragtune.errors import (
     RagtuneError,
     RequestError,
 )
-from ragtune.policy import AssistantPolicy
+from ragtune.policy import AssistantPolicy, resolve_adapter
 from ragtune.types import (
     TENANT_DEFAULT,
     AdapterChoice,
@@ -278,15 +278,9 @@ class Assistant:
         id that ``tenant`` never received is refused (:class:`~ragtune.errors.FeedbackError`),
         another tenant's alike. ``ragtune feedback export`` turns ratings into eval questions.
         """
-        from ragtune.errors import FeedbackError
-        from ragtune.live.recorder import parse_rating
+        from ragtune.live.recorder import keep_feedback
 
-        if self.live is None:
-            raise FeedbackError(
-                "feedback is not kept: set live.root in the config (the folder of the "
-                "per-tenant live stores)"
-            )
-        return self.live.feedback(tenant, response_id, parse_rating(rating), correction)
+        return keep_feedback(self.live, response_id, rating, tenant=tenant, correction=correction)
 
     def adapters(self, tenant: str) -> list[AdapterEntry]:
         """The adapters registered for ``tenant`` (for ``GET /v1/models``)."""
@@ -303,24 +297,7 @@ class Assistant:
         that does not exist (:class:`~ragtune.errors.AdapterNotFoundError`), so a request
         cannot tell another tenant's adapters exist. A request without a tenant may use any.
         """
-        choice = (
-            self.policy.adapters.for_tenant(tenant)
-            if isinstance(requested, TenantDefault)
-            else requested
-        )
-        if tenant is None:
-            self.generator.adapter_card(choice)
-            return choice
-        missing = AdapterNotFoundError(f"tenant {tenant!r} has no adapter {choice}")
-        if isinstance(choice, AdapterRef) and choice.tenant != tenant:
-            raise missing
-        try:
-            card = self.generator.adapter_card(choice)
-        except AdapterNotFoundError:
-            raise missing from None
-        if card is not None and card.tenant != tenant:
-            raise missing
-        return choice
+        return resolve_adapter(self.policy.adapters, self.generator.adapter_card, tenant, requested)
 
     def answer_stream(
         self,

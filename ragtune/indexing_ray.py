@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ragtune.cluster import ray_session
 from ragtune.errors import ClusterError
 from ragtune.index.embedders import EmbedderSettings
 from ragtune.reading import FileRead, ReadPlan, read_file
@@ -44,9 +43,7 @@ if TYPE_CHECKING:
     from ragtune.index.embedders import Embedder
     from ragtune.indexing import Progress, RunTally, StoreUpdate
 
-__all__ = ["RayDataEngine", "ray_session"]
-
-_INSTALL = "pip install 'ragtune[ray]'"
+__all__ = ["RayDataEngine"]
 
 
 @dataclass(frozen=True)
@@ -231,62 +228,3 @@ def _settings_of(embedder: Embedder) -> EmbedderSettings:
     settings = how()
     assert isinstance(settings, EmbedderSettings)
     return settings
-
-
-# ---- the cluster ------------------------------------------------------------------------------
-
-
-@contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
-    """Ray for the duration of the block: the one already initialised in this process, else
-    ``address`` or ``RAY_ADDRESS`` (checked to answer first), else a local Ray stopped after.
-
-    Raises :class:`ClusterError` when Ray is not installed or the cluster does not answer.
-    """
-    try:
-        import ray
-    except ImportError as exc:
-        raise ClusterError(f"Ray is not installed: {_INSTALL}") from exc
-    if ray.is_initialized():
-        yield
-        return
-    target = address or os.environ.get("RAY_ADDRESS") or None
-    if target is not None and target != "auto":
-        _check_reachable(target)
-    try:
-        ray.init(
-            address=target,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-            runtime_env={"env_vars": {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}},
-        )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ClusterError(
-            f"cannot start or join Ray at {target or 'a new local cluster'}: {exc}; check "
-            "RAY_ADDRESS (unset it to start a local Ray)"
-        ) from exc
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail at once, with the fix, when nothing listens at ``address`` (Ray itself would retry
-    for a minute before giving up)."""
-    where = address.removeprefix("ray://")
-    host, _, port = where.rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(
-            f"the Ray address {address!r} is not host:port (or ray://host:port); fix "
-            "RAY_ADDRESS or --ray-address"
-        )
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"no Ray cluster answers at {address} ({exc}): start one there (`ray start "
-            "--head`), fix the address, or unset RAY_ADDRESS to start a local Ray"
-        ) from exc

@@ -9,15 +9,19 @@ dataclasses; :class:`~ragtune.assistant.Assistant` takes them assembled as one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from annotated_types import Ge, Le
 
+from ragtune.errors import AdapterNotFoundError
 from ragtune.generate.decoding import DecodeSettings
 from ragtune.settings import check_bounds
-from ragtune.types import NO_ADAPTER, AdapterChoice, AdapterFolder, AdapterRef
+from ragtune.types import NO_ADAPTER, AdapterChoice, AdapterFolder, AdapterRef, TenantDefault
+
+if TYPE_CHECKING:
+    from ragtune.generate.adapters import AdapterCard
 
 __all__ = [
     "AbstainPolicy",
@@ -25,6 +29,7 @@ __all__ = [
     "AnswerPolicy",
     "AssistantPolicy",
     "GuardPolicy",
+    "resolve_adapter",
 ]
 
 
@@ -120,3 +125,32 @@ class AssistantPolicy:
 
     def __post_init__(self) -> None:
         check_bounds(self)
+
+
+def resolve_adapter(
+    defaults: AdapterDefaults,
+    card_of: Callable[[AdapterChoice], AdapterCard | None],
+    tenant: str | None,
+    requested: AdapterChoice | TenantDefault,
+) -> AdapterChoice:
+    """The concrete adapter a request of ``tenant`` uses, checked by reading its card.
+
+    :class:`TenantDefault` becomes the tenant's default adapter (the base model when it has
+    none). An adapter of another tenant is refused with the very message of an adapter that
+    does not exist (:class:`~ragtune.errors.AdapterNotFoundError`), so a request cannot tell
+    another tenant's adapters exist. A request without a tenant may use any.
+    """
+    choice = defaults.for_tenant(tenant) if isinstance(requested, TenantDefault) else requested
+    if tenant is None:
+        card_of(choice)
+        return choice
+    missing = AdapterNotFoundError(f"tenant {tenant!r} has no adapter {choice}")
+    if isinstance(choice, AdapterRef) and choice.tenant != tenant:
+        raise missing
+    try:
+        card = card_of(choice)
+    except AdapterNotFoundError:
+        raise missing from None
+    if card is not None and card.tenant != tenant:
+        raise missing
+    return choice

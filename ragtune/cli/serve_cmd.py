@@ -19,6 +19,16 @@ def serve(
     port: int | None = typer.Option(None, "--port", "-p", help="Override serve.port."),
     index: Path | None = typer.Option(None, "--index", help="Override the config's index."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="local (one model in this process) or ray (model replicas on Ray Serve, requests "
+        "routed to a replica holding their adapter).",
+    ),
+    replicas: int = typer.Option(2, "--replicas", min=1, help="With --engine ray: model replicas."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="With --engine ray: the cluster (host:port); else RAY_ADDRESS."
+    ),
 ) -> None:
     """Serve POST /v1/chat/completions, GET /v1/models, /healthz and /metrics.
 
@@ -42,6 +52,21 @@ def serve(
             [("serve.keys", "no API key: add one per tenant (`ragtune serve-key TENANT`)")],
         )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"{engine!r}: use local or ray", param_hint="--engine")
+    if engine == "ray":
+        from ragtune.serve.ray_engine import RayServeSettings, serve_on_ray
+
+        console.print(f"starting {replicas} model replicas on Ray Serve (Ctrl-C stops them)")
+        serve_on_ray(
+            cfg,
+            RayServeSettings(replicas=replicas),
+            host=host or cfg.serve.host,
+            port=cfg.serve.port if port is None else port,
+            index=index,
+            address=ray_address,
+        )
+        return
     with console.status("loading the models and the index"):
         assistant = Assistant.from_config(cfg, index=index)
     try:

@@ -122,11 +122,7 @@ class AdapterPool:
 
         Raises :class:`AdapterNotFoundError` when there is no such adapter or version.
         """
-        if isinstance(choice, NoAdapter):
-            return None
-        if isinstance(choice, AdapterRef):
-            return self.registry.resolve(choice).card
-        return read_adapter(choice.path).card
+        return adapter_card(self.registry, choice)
 
     def get(self, choice: AdapterChoice) -> LoadedAdapter | None:
         """The loaded adapter for a request (None for the base model), loading it when needed.
@@ -215,3 +211,13 @@ class AdapterPool:
         return LoadedAdapter(
             key, card, stored.folder, soft_prompt=weight.contiguous(), nbytes=stored.nbytes
         )
+
+
+def adapter_card(registry: AdapterRegistry, choice: AdapterChoice) -> AdapterCard | None:
+    """The card of the adapter ``choice`` names, read from disk without loading it (None for
+    the base model). Raises :class:`AdapterNotFoundError` for an unknown adapter or version."""
+    if isinstance(choice, NoAdapter):
+        return None
+    if isinstance(choice, AdapterRef):
+        return registry.resolve(choice).card
+    return read_adapter(choice.path).card

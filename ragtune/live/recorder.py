@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ragtune.generate.registry import AdapterRegistry
     from ragtune.telemetry import Telemetry
 
-__all__ = ["LiveRecorder", "parse_rating"]
+__all__ = ["LiveRecorder", "keep_feedback", "parse_rating"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,27 @@ def parse_rating(value: object) -> Rating:
     if value == "up" or value == "down":
         return value
     raise FeedbackError(f"rating {value!r} is not a rating: send 'up' or 'down'")
+
+
+def keep_feedback(
+    live: LiveRecorder | None,
+    response_id: str,
+    rating: str,
+    *,
+    tenant: str | None,
+    correction: str | None = None,
+) -> FeedbackRecord:
+    """Keep a user's rating of one of ``tenant``'s answers in ``live`` (see
+    :meth:`ragtune.Assistant.feedback`); None: feedback is not kept, a
+    :class:`~ragtune.errors.FeedbackError` that says how to turn it on."""
+    from ragtune.errors import FeedbackError
+
+    if live is None:
+        raise FeedbackError(
+            "feedback is not kept: set live.root in the config (the folder of the "
+            "per-tenant live stores)"
+        )
+    return live.feedback(tenant, response_id, parse_rating(rating), correction)
 
 
 class LiveRecorder:

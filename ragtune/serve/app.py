@@ -40,9 +40,10 @@ from ragtune.errors import (
     ResponseNotFoundError,
 )
 from ragtune.serve import protocol
+from ragtune.serve.backend import Backend, Front, LocalBackend
 from ragtune.serve.keys import KeyRing
 from ragtune.serve.metrics import ServerMetrics
-from ragtune.serve.scheduler import QueueFullError, Scheduler, Ticket
+from ragtune.serve.scheduler import QueueFullError, Ticket
 from ragtune.types import TENANT_DEFAULT, AdapterRef, TenantDefault, parse_adapter_choice
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from ragtune.serve.settings import ServeSettings
     from ragtune.types import AdapterChoice, Answer
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "serving_app"]
 
 log = logging.getLogger("ragtune.serve")
 
@@ -120,41 +121,36 @@ class BodyLimit:
 
 
 def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> FastAPI:
-    """The app; its scheduler starts and stops with the app's lifespan."""
-    generator = assistant.generator
-    status = generator.status()
-    max_tokens = settings.max_tokens or assistant.policy.decoding.max_new_tokens
-    switches_seen = status.adapter_loads
-    started = time.time()
-
-    def on_batch(size: int, seconds: float) -> None:
-        nonlocal switches_seen
-        metrics.batch_size.observe(size)
-        loads = generator.status().adapter_loads
-        if loads > switches_seen:
-            metrics.adapter_switches.inc(loads - switches_seen)
-        switches_seen = loads
-
-    scheduler = Scheduler(
+    """The app over one model in this process; its scheduler starts and stops with the app."""
+    return serving_app(
         assistant,
-        max_queue=settings.max_queue,
-        max_batch=status.max_batch_size,
-        batch_wait=settings.batch_wait_ms / 1000,
-        on_batch=on_batch,
+        LocalBackend(assistant, settings),
+        settings,
+        keys,
+        max_tokens=settings.max_tokens or assistant.policy.decoding.max_new_tokens,
     )
-    metrics = ServerMetrics(lambda: scheduler.depth)
+
+
+def serving_app(
+    front: Front, backend: Backend, settings: ServeSettings, keys: KeyRing, *, max_tokens: int
+) -> FastAPI:
+    """The app over any backend (:mod:`ragtune.serve.backend`): ``front`` checks adapters and
+    keeps feedback, ``backend`` answers; it starts and stops with the app's lifespan.
+    ``max_tokens`` is the most new tokens a request may ask for."""
+    started = time.time()
+    metrics = ServerMetrics(lambda: backend.depth)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        scheduler.start()
-        log.info("serving %s for tenants %s", status.base_model, sorted(keys.tenants))
+        backend.start(metrics)
+        log.info("serving %s for tenants %s", backend.status().base_model, sorted(keys.tenants))
         try:
             yield
         finally:
-            await asyncio.to_thread(scheduler.stop)
+            await asyncio.to_thread(backend.stop)
 
     app = FastAPI(title="ragtune", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.scheduler = scheduler
+    app.state.backend = backend
     app.state.metrics = metrics
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
@@ -198,21 +194,22 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
         if not isinstance(requested, AdapterRef):  # folders and "none" are not for HTTP
             raise _no_model(model)
         try:
-            assistant.adapter_for(tenant, requested)
+            front.adapter_for(tenant, requested)
         except AdapterNotFoundError as exc:
             raise _no_model(model) from exc
         return requested
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        now = generator.status()
+        now = backend.status()
         return {
             "status": "ok",
             "model": now.base_model,
             "grounding": now.grounding,
             "device": now.device,
-            "queue_depth": scheduler.depth,
+            "queue_depth": backend.depth,
             "adapters_loaded": now.adapters_loaded,
+            **backend.health(),
         }
 
     @app.get("/metrics")
@@ -224,12 +221,12 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         tenant = tenant_of(request)
-        return {"object": "list", "data": _models(assistant, tenant, started)}
+        return {"object": "list", "data": _models(front, backend, tenant, started)}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str, request: Request) -> dict[str, Any]:
         tenant = tenant_of(request)
-        for entry in _models(assistant, tenant, started):
+        for entry in _models(front, backend, tenant, started):
             if entry["id"] == model_id:
                 return entry
         raise _no_model(model_id)
@@ -267,7 +264,7 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
             response_id=protocol.new_completion_id(),
         )
         try:
-            ticket = scheduler.submit(question)
+            ticket = backend.submit(question)
         except QueueFullError as exc:
             raise ApiError(
                 429,
@@ -297,7 +294,7 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
         same reply as an id that never existed."""
         tenant = tenant_of(request)
         body = await _read_feedback(request)
-        if assistant.live is None:
+        if front.live is None:
             raise ApiError(
                 501,
                 "this server keeps no feedback: set live.root in its config",
@@ -305,7 +302,7 @@ def create_app(assistant: Assistant, settings: ServeSettings, keys: KeyRing) -> 
             )
         try:
             record = await asyncio.to_thread(
-                assistant.feedback,
+                front.feedback,
                 body.response_id,
                 body.rating,
                 tenant=tenant,
@@ -443,10 +440,10 @@ def _answer_or_raise(outcome: Answer | BaseException, adapter: str) -> Answer:
     raise ApiError(500, "the server failed to answer; it was logged", "server_error")
 
 
-def _models(assistant: Assistant, tenant: str, created: float) -> list[dict[str, Any]]:
-    base = assistant.generator.status().base_model
+def _models(front: Front, backend: Backend, tenant: str, created: float) -> list[dict[str, Any]]:
+    base = backend.status().base_model
     entries = [protocol.model_entry(tenant, created, {"adapter": None, "base_model": base})]
-    for entry in assistant.adapters(tenant):
+    for entry in front.adapters(tenant):
         entries.append(
             protocol.model_entry(
                 f"{entry.tenant}/{entry.name}",

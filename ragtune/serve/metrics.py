@@ -68,6 +68,13 @@ class ServerMetrics:
             "Adapter versions brought into memory (first use, promotion, rollback, reload)",
             registry=self.registry,
         )
+        self.adapter_routes = Counter(
+            "ragtune_adapter_routes",
+            "Requests sent to a model replica (serve --engine ray), by whether the replica "
+            "already held their adapter (held=true) or loaded it for them",
+            ["held"],
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "ragtune_rejected",
             "Requests refused before the model: queue full, too large, bad input, auth",
