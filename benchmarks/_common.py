@@ -17,9 +17,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ragtune.config import RagtuneConfig
+    from ragtune.index import Embedder, SentenceTransformerEmbedder
+    from ragtune.indexing import BuildSettings, UpdateReport
+    from ragtune.train.claims import Claim
+    from ragtune.types import Passage
+
+T = TypeVar("T")
 
 # Everything runs offline on the embedded models; set before sentence-transformers loads.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -259,7 +268,7 @@ class CachedQueryEmbedder:
     padding). Unknown queries fall through to the real embedder.
     """
 
-    def __init__(self, embedder: Any, queries: Sequence[str]) -> None:
+    def __init__(self, embedder: Embedder, queries: Sequence[str]) -> None:
         self._embedder = embedder
         unique = list(dict.fromkeys(q.strip() for q in queries))
         vectors = embedder.embed(unique)
@@ -281,31 +290,53 @@ class CachedQueryEmbedder:
         )
 
 
-def passage_id(passage: Any) -> str:
+def section_values(section: object, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """A config section (a pydantic dataclass such as ``HybridRetrieverConfig``) as JSON
+    values, spelled as in the YAML (paths as strings), without the fields in ``exclude``.
+
+    Only ``RagtuneConfig`` itself is a pydantic model with ``model_dump``.
+    """
+    from pydantic import TypeAdapter
+
+    values: dict[str, Any] = TypeAdapter(type(section)).dump_python(
+        section, mode="json", exclude=set(exclude)
+    )
+    return values
+
+
+def passage_id(passage: Passage) -> str:
     """The JSONL ``id`` of the document a retrieved chunk came from."""
     metadata = passage.provenance.metadata if passage.provenance is not None else {}
     return str(metadata.get("id", ""))
 
 
-def _build_stamp(sources: Sequence[Path], settings: Any, embedder: Any) -> dict[str, Any]:
+def _build_stamp(
+    sources: Sequence[Path], settings: BuildSettings, embedder: SentenceTransformerEmbedder
+) -> dict[str, Any]:
     """What an index was built from: reused only when all of it is the same."""
     from dataclasses import asdict
 
-    return json.loads(
+    stamp: dict[str, Any] = json.loads(
         json.dumps(
             {
                 "sources": [str(s) for s in sources],
                 "settings": asdict(settings),
-                "embedder": [embedder.name, embedder.backend, getattr(embedder, "model", "")],
+                "embedder": [embedder.name, embedder.backend, embedder.model],
             },
             default=str,
         )
     )
+    return stamp
 
 
 def ensure_index(
-    sources: Sequence[Path], index: Path, *, embedder: Any, settings: Any, rebuild: bool
-) -> tuple[Any, bool]:
+    sources: Sequence[Path],
+    index: Path,
+    *,
+    embedder: SentenceTransformerEmbedder,
+    settings: BuildSettings,
+    rebuild: bool,
+) -> tuple[UpdateReport | None, bool]:
     """Build ``index`` from ``sources`` unless the same build is already there.
 
     Returns ``(UpdateReport or None, built)``. A ``<index>.sources.json`` file next to the
@@ -328,7 +359,7 @@ def ensure_index(
     return report, True
 
 
-def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for lo in range(0, len(items), size):
         yield items[lo : lo + size]
 
@@ -371,7 +402,7 @@ def support_calibration_articles(titles: Sequence[str], share: float, seed: int 
     return chosen
 
 
-def squad_claims(data: Path, articles: Callable[[str], bool], *, seed: int = 0) -> list[Any]:
+def squad_claims(data: Path, articles: Callable[[str], bool], *, seed: int = 0) -> list[Claim]:
     """Every generated claim (:func:`ragtune.train.claims.build_claims`) of the answerable
     squad-dev questions of the articles ``articles(title)`` accepts."""
     from ragtune.train.claims import SourceQuestion, build_claims
@@ -385,7 +416,7 @@ def squad_claims(data: Path, articles: Callable[[str], bool], *, seed: int = 0) 
     return build_claims(passages, questions, seed=seed)
 
 
-def sample_claims(claims: Sequence[Any], limit: int, seed: int = 0) -> list[Any]:
+def sample_claims(claims: Sequence[Claim], limit: int, seed: int = 0) -> list[Claim]:
     """Whole questions' claims in a seeded order until ``limit`` claims, in their first order."""
     import random
     from collections import defaultdict
@@ -418,7 +449,7 @@ def write_article_split(data: Path, out: Path, *, seed: int = 0) -> dict[str, Pa
     return files
 
 
-def squad_index(data: Path, out: Path, config: Any) -> Path:
+def squad_index(data: Path, out: Path, config: RagtuneConfig) -> Path:
     """The index of every squad-dev passage (built once, cached under ``out/indexes``)."""
     index = out / "indexes" / "squad-passages"
     ensure_index(

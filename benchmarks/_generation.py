@@ -7,9 +7,22 @@ with a random B so it is not a no-op): speed and memory do not depend on what wa
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from ragtune.generate import (
+        AdapterPool,
+        AdapterRegistry,
+        GeneratorSettings,
+        HFGenerator,
+        LoadedModel,
+    )
+    from ragtune.generate.adapters import AdapterSpec
+    from ragtune.types import AdapterRef, Passage
+
+T = TypeVar("T")
 
 PASSAGES = [
     (
@@ -45,7 +58,7 @@ PASSAGES = [
 QUESTION = "How many days do I have to return an opened kettle, and is there a fee?"
 
 
-def passages() -> list[Any]:
+def passages() -> list[Passage]:
     from ragtune.types import Passage
 
     return [
@@ -62,7 +75,7 @@ def set_threads(threads: int) -> None:
 
 def make_adapters(
     root: Path, kinds: Sequence[tuple[str, str]], *, virtual_tokens: int = 20, lora_r: int = 8
-) -> Any:
+) -> AdapterRegistry:
     """Make, save and register adapters ``(name, kind)`` for tenant ``bench``; the registry."""
     import torch
 
@@ -81,7 +94,7 @@ def make_adapters(
     registry = AdapterRegistry(root / "adapters")
     for seed, (name, kind) in enumerate(kinds):
         base = load_base_model(device="cpu", quantize="none")  # adapters train on full weights
-        spec: Any = {
+        specs: dict[str, AdapterSpec] = {
             "prompt": PromptSpec(num_virtual_tokens=virtual_tokens),
             "prefix": PrefixSpec(num_virtual_tokens=virtual_tokens),
             "lora": LoraSpec(
@@ -97,8 +110,8 @@ def make_adapters(
                     "down_proj",
                 ),
             ),
-        }[kind]
-        model = new_adapter(base, spec)
+        }
+        model = new_adapter(base, specs[kind])
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for pname, p in model.named_parameters():
@@ -117,15 +130,19 @@ def make_adapters(
     return registry
 
 
-def timed(fn: Any) -> tuple[Any, float]:
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
     started = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - started
 
 
 def make_generator(
-    registry: Any, *, base: Any = None, max_loaded: int = 32, settings: Any = None
-) -> tuple[Any, Any]:
+    registry: AdapterRegistry,
+    *,
+    base: LoadedModel | None = None,
+    max_loaded: int = 32,
+    settings: GeneratorSettings | None = None,
+) -> tuple[HFGenerator, AdapterPool]:
     """An ``HFGenerator`` on the embedded model in its default quantization (or ``base``) with
     its pool over ``registry``, under ``settings`` (default: ``GeneratorSettings()``)."""
     from ragtune.generate import (
@@ -141,7 +158,7 @@ def make_generator(
     return HFGenerator(base, pool, settings or GeneratorSettings()), pool
 
 
-def bench(name: str) -> Any:
+def bench(name: str) -> AdapterRef:
     """The registered benchmark adapter ``bench/NAME``."""
     from ragtune.types import AdapterRef
 

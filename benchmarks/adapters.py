@@ -21,12 +21,13 @@ Results go to ``benchmarks/out/adapters.json``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,10 @@ def _held_back(title: str, seed: int, share: float = 0.3) -> bool:
 def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def _print_examples(kind: str, counts: Mapping[str, int]) -> None:
+    print(f"{kind}: examples {dict(counts)}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name=kind,
             unanswerable=files["train_unanswerable"],
             promote=True,
-            on_data=lambda counts, kind=kind: print(f"{kind}: examples {dict(counts)}", flush=True),
+            on_data=functools.partial(_print_examples, kind),
         )
         card = result.registered.card
         trained[kind] = {

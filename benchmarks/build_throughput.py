@@ -31,11 +31,15 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+
+if TYPE_CHECKING:
+    from ragtune.index import Embedder, SentenceTransformerEmbedder
+    from ragtune.indexing import BuildSettings, UpdateReport
 
 GOAL_RATIO, GOAL_INT8, GOAL_RECALL_DROP = 1.0, 2.5, 0.01
 
@@ -63,11 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
 
-    runners: dict[str, Any] = {}
+    runners: dict[str, _RagtuneRunner | _LangChainRunner] = {}
     unavailable: dict[str, str] = {}
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        values = config.embedder.model_dump() | {"backend": backend, "batch_size": batch_size}
-        embedder = EmbedderConfig.model_validate(values).build()
+        # the constructor validates the backend's name as loading the config does
+        values = dataclasses.asdict(config.embedder) | {
+            "backend": backend,
+            "batch_size": batch_size,
+        }
+        embedder = EmbedderConfig(**values).build()
         reason = _warm_up(embedder)
         if reason is not None:
             print(f"{backend}: not available ({reason})", flush=True)
@@ -75,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         print(f"{backend}: model loaded in {embedder.load_seconds:.1f}s", flush=True)
         runners[f"ragtune/{backend}"] = _RagtuneRunner(embedder, source, settings, work, backend)
-        if backend == "torch" and getattr(settings, "sentence_vectors", False):
+        if backend == "torch" and settings.sentence_vectors:
             # The config embeds every sentence; also build with one vector per chunk, the
             # same texts LangChain embeds.
             whole = dataclasses.replace(settings, sentence_vectors=False)
@@ -87,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.no_langchain:
         # LangChain embeds what ragtune's first timed build stored, so ragtune runs first.
-        first = next(iter(runners.values()))
+        first = next(r for r in runners.values() if isinstance(r, _RagtuneRunner))
         runners["langchain/torch"] = _LangChainRunner(first.chunk_texts, batch_size, work)
 
     results: dict[str, Any] = {
@@ -129,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _warm_up(embedder: Any) -> str | None:
+def _warm_up(embedder: Embedder) -> str | None:
     """Load the model and embed a little; the reason it cannot, or None."""
     from ragtune.errors import EmbedderError
 
@@ -145,7 +153,14 @@ def _warm_up(embedder: Any) -> str | None:
 class _RagtuneRunner:
     """ragtune's whole build: read, chunk, embed, write FAISS + SQLite + BM25."""
 
-    def __init__(self, embedder: Any, source: Path, settings: Any, work: Path, label: str) -> None:
+    def __init__(
+        self,
+        embedder: SentenceTransformerEmbedder,
+        source: Path,
+        settings: BuildSettings,
+        work: Path,
+        label: str,
+    ) -> None:
         self.embedder = embedder
         self.label = label
         self.source = source
@@ -153,7 +168,7 @@ class _RagtuneRunner:
         self.work = work
         self.last: Path | None = None
 
-    def _build(self, folder: Path) -> tuple[Any, float]:
+    def _build(self, folder: Path) -> tuple[UpdateReport, float]:
         from ragtune.indexing import build_index
 
         shutil.rmtree(folder, ignore_errors=True)

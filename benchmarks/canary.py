@@ -31,6 +31,7 @@ Results go to ``benchmarks/out/canary.json``; ``--quick`` is a smoke run of a fe
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import random
@@ -40,10 +41,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, tests.serve.server
@@ -64,6 +65,9 @@ from ragtune.text import sentence_spans
 from ragtune.types import AdapterChoice, AdapterRef, Generation, NoAdapter, Passage
 from tests.fakes import register_fake
 from tests.serve.server import running
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 TENANT, NAME = "bench", "support"
 KEY = "rt-bench-canary"
@@ -113,7 +117,14 @@ class ReplayRetriever:
         self.paragraphs = paragraphs
         self.ids = sorted(paragraphs)
 
-    def retrieve(self, query: str, k: int, *, tenant: str | None = None) -> list[Passage]:
+    def retrieve(
+        self,
+        query: str,
+        k: int,
+        *,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Passage]:
         rng = random.Random(hashlib.sha256(query.encode()).digest())
         gold = self.gold[query]
         ids = [gold, *(i for i in rng.sample(self.ids, k + 1) if i != gold)][:k]
@@ -227,7 +238,7 @@ def _world(
 # -- one run --------------------------------------------------------------------------------------
 
 
-def _over_http(assistant: Assistant) -> Any:
+def _over_http(assistant: Assistant) -> FastAPI:
     from ragtune.serve import ApiKey, KeyRing, ServeSettings, create_app, hash_key
 
     keys = KeyRing.from_config([ApiKey(TENANT, key_sha256=hash_key(KEY))])
@@ -235,7 +246,7 @@ def _over_http(assistant: Assistant) -> Any:
 
 
 def run(
-    args: Any,
+    args: argparse.Namespace,
     items: Sequence[Item],
     paragraphs: dict[str, Any],
     candidate: str,
@@ -297,7 +308,7 @@ def _replay(
     registry: AdapterRegistry,
     rng: random.Random,
     items: Sequence[Item],
-    args: Any,
+    args: argparse.Namespace,
     candidate: str,
     limit: int,
 ) -> dict[str, Any]:

@@ -36,16 +36,29 @@ Rerun (from the repository root; needs the trained model, see scripts/train_supp
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+
+if TYPE_CHECKING:
+    from ragtune.check.support import (
+        Calibration,
+        EvidenceModel,
+        SentenceEmbedder,
+        SupportModelScorer,
+    )
+    from ragtune.train.claims import Claim
+
+    SignalSets = dict[str, tuple[Calibration | None, tuple[str, ...]]]
+    """Name -> (calibration or None for a raw signal, signal names)."""
 
 GOALS = {"auroc": 0.97, "hardest_auroc": 0.90, "kept_correct": 0.95, "dropped_unsupported": 0.80}
 KEEP_F1, WRONG_F1 = 0.8, 0.0
@@ -131,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _held_claims(data: Path, args: Any) -> list[Any]:
+def _held_claims(data: Path, args: argparse.Namespace) -> list[Claim]:
     claims = _common.squad_claims(
         data, lambda t: _common.article_part(t, args.seed) == "held", seed=args.seed
     )
@@ -139,7 +152,7 @@ def _held_claims(data: Path, args: Any) -> list[Any]:
     return _common.sample_claims(claims, int(args.questions * per_question), args.seed)
 
 
-def _calibration_claims(data: Path, args: Any) -> list[Any]:
+def _calibration_claims(data: Path, args: argparse.Namespace) -> list[Claim]:
     """The support model's calibration claims (same articles, seed and sample as its script)."""
     rows = _common.read_jsonl(data / "questions.jsonl")
     titles = sorted({r["title"] for r in rows if _common.article_part(r["title"]) == "train"})
@@ -149,7 +162,10 @@ def _calibration_claims(data: Path, args: Any) -> list[Any]:
 
 
 def _signal_rows(
-    claims: Sequence[Any], embedder: Any, generator: Any, model: Any
+    claims: Sequence[Claim],
+    embedder: SentenceEmbedder,
+    generator: EvidenceModel | None,
+    model: SupportModelScorer | None,
 ) -> tuple[list[dict[str, float]], dict[str, float]]:
     """Every signal of every claim, and the milliseconds per claim of each signal group."""
     from ragtune.check.support import Calibration, ClaimItem, SupportChecker, signal_set
@@ -157,7 +173,7 @@ def _signal_rows(
     items = [ClaimItem(c.claim, [c.evidence], c.question) for c in claims]
     rows = [dict[str, float]() for _ in items]
     ms: dict[str, float] = {}
-    groups = {"lexical": {}, "similarity": {"embedder": embedder}}
+    groups: dict[str, dict[str, Any]] = {"lexical": {}, "similarity": {"embedder": embedder}}
     if generator is not None:
         groups["evidence"] = {"evidence_model": generator}
     if model is not None:
@@ -184,15 +200,15 @@ def _signal_rows(
 
 
 def _sets(
-    shipped: dict[str, Any],
+    shipped: Mapping[str, Calibration],
     rows: list[dict[str, float]],
     labels: list[bool],
-    generator: Any,
-) -> dict[str, tuple[Any, tuple[str, ...]]]:
+    generator: EvidenceModel | None,
+) -> SignalSets:
     """Name -> (calibration or None for a raw signal, signal names)."""
     from ragtune.check.support import fit_calibration, signal_set
 
-    sets: dict[str, tuple[Any, tuple[str, ...]]] = {}
+    sets: SignalSets = {}
     old = [(False, False), (True, False)] + ([(False, True), (True, True)] if generator else [])
     for similarity, evidence in old:
         key, names = signal_set(similarity, evidence)
@@ -208,7 +224,9 @@ def _sets(
     return sets
 
 
-def _scorer(calibration: Any, signals: tuple[str, ...]) -> Callable[[dict[str, float]], float]:
+def _scorer(
+    calibration: Calibration | None, signals: tuple[str, ...]
+) -> Callable[[dict[str, float]], float]:
     if calibration is None:
         return lambda row: row[signals[0]]
     return calibration.probability
@@ -256,7 +274,11 @@ def _share(kept: list[bool], labels: list[bool], label: bool) -> float:
 
 
 def _records(
-    path: Path, sets: dict[str, Any], embedder: Any, generator: Any, model: Any
+    path: Path,
+    sets: SignalSets,
+    embedder: SentenceEmbedder,
+    generator: EvidenceModel | None,
+    model: SupportModelScorer | None,
 ) -> dict[str, dict[str, Any]]:
     """Check each record's draft again with every calibrated set: correct answers kept,
     unsupported ones dropped, and the checker's share of answer latency."""

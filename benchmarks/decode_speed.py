@@ -31,17 +31,25 @@ Results go to ``benchmarks/out/decode_speed.json``.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 import _generation
+
+if TYPE_CHECKING:
+    import torch
+
+    from ragtune.generate import AdapterRegistry, LoadedModel
+    from ragtune.types import Generation
 
 GOAL_TOKENS_PER_S = 60.0
 GOAL_LORA_OVERHEAD = 0.15
@@ -61,7 +69,7 @@ def copy_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
     return 2 * src.nbytes / best
 
 
-def weight_bytes(model: Any) -> int:
+def weight_bytes(model: torch.nn.Module) -> int:
     """Bytes of distinct parameter and buffer tensors (a tied embedding counted once)."""
     seen: set[int] = set()
     total = 0
@@ -110,7 +118,7 @@ def llama_cpp_run(prompt_ids: Sequence[int], tokens: int, threads: int) -> Calla
     return run
 
 
-def merged_base(folder: str, scheme: str) -> Any:
+def merged_base(folder: str, scheme: str) -> LoadedModel:
     """The default base with the LoRA adapter in ``folder`` merged into its weights, then
     quantized to ``scheme``: what a LoRA costs when it is not applied per row."""
     from dataclasses import replace
@@ -124,7 +132,9 @@ def merged_base(folder: str, scheme: str) -> Any:
     return replace(merged, quantize=scheme)
 
 
-def prompt_ttft(registry: Any, base: Any, args: Any) -> dict[str, Any]:
+def prompt_ttft(
+    registry: AdapterRegistry, base: LoadedModel, args: argparse.Namespace
+) -> dict[str, Any]:
     """Time to first token (median prefill) of the benchmark question on ``base`` without an
     adapter, with the prompt-head cache off and on; and the prompt's length."""
     from ragtune.generate import DecodeSettings, GeneratorSettings
@@ -172,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lora_folder = str(registry.resolve("bench/lora").folder)
     settings = DecodeSettings(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     passages = _generation.passages()
-    runs: dict[str, Callable[[], Any]] = {}
+    runs: dict[str, Callable[[], Generation]] = {}
     generators = {}
     for scheme in schemes:
         generator, _pool = _generation.make_generator(
@@ -186,11 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("prefix (20 tokens)", _generation.bench("prefix")),
             ("LoRA r8, per row", _generation.bench("lora")),
         ):
-            runs[f"{scheme} | {label}"] = lambda g=generator, a=adapter: g.generate(
-                _generation.QUESTION, passages, adapter=a, settings=settings
+            runs[f"{scheme} | {label}"] = functools.partial(
+                generator.generate,
+                _generation.QUESTION,
+                passages,
+                adapter=adapter,
+                settings=settings,
             )
-        runs[f"{scheme} | LoRA r8, merged"] = lambda g=merged: g.generate(
-            _generation.QUESTION, passages, adapter=NO_ADAPTER, settings=settings
+        runs[f"{scheme} | LoRA r8, merged"] = functools.partial(
+            merged.generate, _generation.QUESTION, passages, adapter=NO_ADAPTER, settings=settings
         )
     first = generators[schemes[0]]
     prompt_ids = list(first.prompt(_generation.QUESTION, passages, reserve=args.tokens).token_ids)
@@ -294,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def print_report(results: dict[str, Any], args: Any) -> None:
+def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"\n### Decode speed (SmolLM2-135M, {args.threads} threads, "
         f"{results['prompt_tokens']}-token 5-passage prompt, {args.tokens} new tokens, "

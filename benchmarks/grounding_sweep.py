@@ -20,16 +20,21 @@ Results go to ``benchmarks/out/grounding_sweep/<variant>.json`` and a table is p
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+
+if TYPE_CHECKING:
+    from ragtune.train import TrainProgress
 
 LORA_ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -47,7 +52,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _train_config(variant: dict[str, Any], args: Any) -> dict[str, Any]:
+def _train_config(variant: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     adapter = dict(variant["adapter"])
     if adapter["type"] == "lora":
         adapter.setdefault("target_modules", LORA_ALL)
@@ -74,6 +79,19 @@ def _train_config(variant: dict[str, Any], args: Any) -> dict[str, Any]:
             "seed": 0,
         },
     }
+
+
+def _print_examples(variant: str, counts: Mapping[str, int]) -> None:
+    print(f"{variant}: examples {dict(counts)}", flush=True)
+
+
+def _print_progress(variant: str, progress: TrainProgress) -> None:
+    if progress.step % 10 == 0:
+        print(
+            f"{variant}: step {progress.step}/{progress.max_steps} loss {progress.loss:.3f} "
+            f"{progress.tokens_per_second:.0f} tok/s",
+            flush=True,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,16 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 name=name,
                 unanswerable=files["train_unanswerable"],
                 promote=True,
-                on_data=lambda c, n=name: print(f"{n}: examples {dict(c)}", flush=True),
-                progress=lambda pr, n=name: (
-                    print(
-                        f"{n}: step {pr.step}/{pr.max_steps} loss {pr.loss:.3f} "
-                        f"{pr.tokens_per_second:.0f} tok/s",
-                        flush=True,
-                    )
-                    if pr.step % 10 == 0
-                    else None
-                ),
+                on_data=functools.partial(_print_examples, name),
+                progress=functools.partial(_print_progress, name),
             )
             train_wall = time.perf_counter() - started
             card = trained.registered.card

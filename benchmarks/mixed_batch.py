@@ -29,12 +29,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 import _generation
+
+if TYPE_CHECKING:
+    from ragtune.types import Generation
 
 QUESTIONS = [
     "How many days do I have to return an opened kettle, and is there a fee?",
@@ -108,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # One decode step: 4 rows on 4 LoRA adapters against 1 row on one (seconds per token after
     # the first, the slowest row of the batch).
-    def step_seconds(gens: Sequence[Any]) -> float:
+    def step_seconds(gens: Sequence[Generation]) -> float:
         return max(g.decode_seconds / max(g.output_tokens - 1, 1) for g in gens)
 
     lora_requests = [

@@ -33,11 +33,22 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ragtune.config import HybridRetrieverConfig, RagtuneConfig, VectorIndexConfig
+    from ragtune.index import Embedder, SentenceTransformerEmbedder, VectorIndexSpec
+    from ragtune.indexing import BuildSettings
+    from ragtune.retrieve.base import Retriever
+
+    ScaledSource = tuple[list[dict[str, Any]], np.ndarray, np.ndarray]
+    """The passages, how many vectors each has, and those vectors."""
 
 GOAL_P50_MS = 15.0
 MODES = ("dense", "lexical", "hybrid")
@@ -90,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figure": "query_latency",
         "machine": _common.machine_info(),
         "threads": args.threads,
-        "hybrid": hybrid.model_dump(mode="json", exclude={"index"}),
+        "hybrid": _common.section_values(hybrid, exclude={"index"}),
         "copies": args.copies,
         "noise": args.noise,
         "memory": {name: _memory(folder, args.threads) for name, folder in indexes.items()},
@@ -120,7 +131,7 @@ def _chunks_label(folder: Path) -> str:
     return f"{round(n / 1000)}k"
 
 
-def _hybrid_config(config: Any) -> Any:
+def _hybrid_config(config: RagtuneConfig) -> HybridRetrieverConfig:
     from ragtune.config import HybridRetrieverConfig
 
     retriever = config.retriever
@@ -133,15 +144,16 @@ def _hybrid_config(config: Any) -> Any:
 def _ensure_scaled(
     data: Path,
     folder: Path,
-    embedder: Any,
-    settings: Any,
-    configured: Any,
+    embedder: SentenceTransformerEmbedder,
+    settings: BuildSettings,
+    configured: VectorIndexConfig,
     kind: str,
-    args: Any,
+    args: argparse.Namespace,
 ) -> None:
     """Build the scaled index unless one with the same settings is there; the vector index
     takes the config's parameters when the config names this type, else that type's defaults."""
     from ragtune.config import FlatIndexConfig, HNSWIndexConfig, IVFPQIndexConfig
+    from ragtune.index.vectors import vector_spec_to_dict
 
     spec_config = {"flat": FlatIndexConfig, "hnsw": HNSWIndexConfig, "ivf-pq": IVFPQIndexConfig}
     spec = (
@@ -156,7 +168,7 @@ def _ensure_scaled(
         "copies": args.copies,
         "noise": args.noise,
         "embedder": [embedder.name, embedder.backend],
-        "vectors": spec.to_dict(),
+        "vectors": vector_spec_to_dict(spec),
         "settings": json.loads(json.dumps(dataclasses.asdict(settings), default=str)),
     }
     stamp_file = folder.with_name(folder.name + ".sources.json")
@@ -174,10 +186,12 @@ def _ensure_scaled(
     print(f"built {folder} in {time.perf_counter() - started:.0f}s", flush=True)
 
 
-_BASE_VECTORS: dict[tuple[str, bool, bool], Any] = {}
+_BASE_VECTORS: dict[tuple[str, bool, bool], ScaledSource] = {}
 
 
-def _passages_and_vectors(source: Path, embedder: Any, settings: Any) -> tuple[list, Any, Any]:
+def _passages_and_vectors(
+    source: Path, embedder: Embedder, settings: BuildSettings
+) -> ScaledSource:
     """The passages, how many vectors each has, and those vectors (embedded once).
 
     A passage is one chunk; its dense units (the chunk, or each sentence when the settings
@@ -187,7 +201,7 @@ def _passages_and_vectors(source: Path, embedder: Any, settings: Any) -> tuple[l
 
     from ragtune.index.units import dense_units
 
-    sentences = bool(getattr(settings, "sentence_vectors", False))
+    sentences = settings.sentence_vectors
     key = (str(source), sentences, settings.title_in_text)
     if key not in _BASE_VECTORS:
         passages = _common.read_jsonl(source)
@@ -213,9 +227,9 @@ def _passages_and_vectors(source: Path, embedder: Any, settings: Any) -> tuple[l
 def _build_scaled(
     source: Path,
     folder: Path,
-    embedder: Any,
-    settings: Any,
-    spec: Any,
+    embedder: SentenceTransformerEmbedder,
+    settings: BuildSettings,
+    spec: VectorIndexSpec,
     copies: int,
     noise: float,
 ) -> None:
@@ -225,10 +239,11 @@ def _build_scaled(
     from ragtune.index import EmbedderInfo, IndexUpdate, Manifest
     from ragtune.index.chunkdb import SourceRecord
     from ragtune.index.units import vector_ids
+    from ragtune.index.vectors import vector_spec_to_dict
     from ragtune.types import Chunk
 
     passages, counts, base = _passages_and_vectors(source, embedder, settings)
-    sentences = bool(getattr(settings, "sentence_vectors", False))
+    sentences = settings.sentence_vectors
     manifest = Manifest(
         embedder=EmbedderInfo(
             name=embedder.name,
@@ -246,7 +261,7 @@ def _build_scaled(
             "splitter": f"benchmark: one chunk per passage, {copies} noisy copies",
         },
         ingest={"scrub_pii": False},
-        vectors=spec.to_dict(),
+        vectors=vector_spec_to_dict(spec),
         lexical=settings.lexical.to_dict(),
     )
     stat = source.stat()
@@ -345,16 +360,20 @@ def _measure_open(folder: Path, threads: int) -> int:
 
 
 def _latencies(
-    indexes: dict[str, Path], embedder: Any, hybrid: Any, queries: list[str], warmup: int
+    indexes: dict[str, Path],
+    embedder: SentenceTransformerEmbedder,
+    hybrid: HybridRetrieverConfig,
+    queries: list[str],
+    warmup: int,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Time every (index, mode) on every query, interleaved so load hits them alike."""
     from ragtune.config import DenseRetrieverConfig, LexicalRetrieverConfig
     from ragtune.index import IndexStore
 
     stores = {name: IndexStore.open(folder) for name, folder in indexes.items()}
-    cells: list[tuple[str, str, Any]] = []
+    cells: list[tuple[str, str, Retriever]] = []
     for name, store in stores.items():
-        retrievers = {
+        retrievers: dict[str, Retriever] = {
             "dense": DenseRetrieverConfig().build(store, embedder),
             "lexical": LexicalRetrieverConfig().build(store),
             "hybrid": hybrid.build(store, embedder),

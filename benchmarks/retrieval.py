@@ -20,15 +20,22 @@ settings are unchanged (``--rebuild`` forces a build). Results go to
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+
+if TYPE_CHECKING:
+    from ragtune.config import HybridRetrieverConfig, RagtuneConfig
+    from ragtune.index import IndexStore, SentenceTransformerEmbedder
+    from ragtune.indexing import BuildSettings
+    from ragtune.retrieve.base import QueryEmbedder, Retriever
 
 KS = (1, 5, 10)
 MODES = ("dense", "lexical", "hybrid")
@@ -65,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "figure": "retrieval",
         "machine": _common.machine_info(),
         "config": str(args.config),
-        "hybrid": hybrid.model_dump(mode="json", exclude={"index"}),
+        "hybrid": _common.section_values(hybrid, exclude={"index"}),
         "questions": len(questions),
         "query_cache_max_abs_diff": query_embedder.max_difference([q.text for q in questions[:20]]),
     }
@@ -94,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _hybrid_config(config: Any, args: Any) -> Any:
+def _hybrid_config(config: RagtuneConfig, args: argparse.Namespace) -> HybridRetrieverConfig:
     """The config's hybrid settings (defaults when its retriever is not hybrid), overridden."""
     import dataclasses
 
@@ -114,7 +121,7 @@ def _hybrid_config(config: Any, args: Any) -> Any:
     return HybridRetrieverConfig(**values)
 
 
-def _describe(hybrid: Any) -> str:
+def _describe(hybrid: HybridRetrieverConfig) -> str:
     return (
         f"fusion={hybrid.fusion} dense_weight={hybrid.dense_weight} "
         f"lexical_weight={hybrid.lexical_weight} candidates={hybrid.candidates}"
@@ -122,7 +129,9 @@ def _describe(hybrid: Any) -> str:
     )
 
 
-def _retrievers(store: Any, query_embedder: Any, hybrid: Any) -> dict[str, Any]:
+def _retrievers(
+    store: IndexStore, query_embedder: QueryEmbedder, hybrid: HybridRetrieverConfig
+) -> dict[str, Retriever]:
     from ragtune.config import DenseRetrieverConfig, LexicalRetrieverConfig
 
     return {
@@ -132,11 +141,17 @@ def _retrievers(store: Any, query_embedder: Any, hybrid: Any) -> dict[str, Any]:
     }
 
 
-def _build(sources: list[Path], index: Path, embedder: Any, settings: Any, rebuild: bool) -> None:
-    report, built = _common.ensure_index(
+def _build(
+    sources: list[Path],
+    index: Path,
+    embedder: SentenceTransformerEmbedder,
+    settings: BuildSettings,
+    rebuild: bool,
+) -> None:
+    report, _built = _common.ensure_index(
         sources, index, embedder=embedder, settings=settings, rebuild=rebuild
     )
-    if built:
+    if report is not None:
         print(
             f"built {index.name}: {report.documents_added} documents, {report.chunks_added} chunks "
             f"in {report.seconds:.1f}s; PII replaced: {report.pii or 'none'}; "
@@ -150,10 +165,10 @@ def _build(sources: list[Path], index: Path, embedder: Any, settings: Any, rebui
 def _passage_figures(
     data: Path,
     index: Path,
-    embedder: Any,
-    query_embedder: Any,
-    settings: Any,
-    hybrid: Any,
+    embedder: SentenceTransformerEmbedder,
+    query_embedder: QueryEmbedder,
+    settings: BuildSettings,
+    hybrid: HybridRetrieverConfig,
     questions: list[_common.Question],
     rebuild: bool,
 ) -> dict[str, Any]:
@@ -201,10 +216,10 @@ def _passage_metrics(hits: list[list[str]], gold: list[str]) -> dict[str, float]
 def _answer_figures(
     data: Path,
     index: Path,
-    embedder: Any,
-    query_embedder: Any,
-    settings: Any,
-    hybrid: Any,
+    embedder: SentenceTransformerEmbedder,
+    query_embedder: QueryEmbedder,
+    settings: BuildSettings,
+    hybrid: HybridRetrieverConfig,
     questions: list[_common.Question],
     rebuild: bool,
 ) -> dict[str, Any]:

@@ -22,6 +22,7 @@ Results go to ``benchmarks/out/serve.json``.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import shutil
@@ -29,7 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,6 +38,9 @@ import _common
 import _generation
 
 from ragtune.serve.child import served
+
+if TYPE_CHECKING:
+    import httpx
 
 QUESTIONS = [
     "How long is the motor of the Cascade blender covered by the warranty?",
@@ -60,7 +64,7 @@ KEY = "rt-bench-serve-key"
 KINDS = ("prompt", "prefix", "lora")
 
 
-def _write_config(args: Any, work: Path, index: Path) -> Path:
+def _write_config(args: argparse.Namespace, work: Path, index: Path) -> Path:
     import yaml
 
     from ragtune import load_config
@@ -80,7 +84,7 @@ def _write_config(args: Any, work: Path, index: Path) -> Path:
     return path
 
 
-async def _one(client: Any, url: str, model: str, question: str) -> dict[str, Any]:
+async def _one(client: httpx.AsyncClient, url: str, model: str, question: str) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         response = await client.post(
@@ -90,7 +94,7 @@ async def _one(client: Any, url: str, model: str, question: str) -> dict[str, An
         )
         body = response.json()
         ok = response.status_code == 200 and bool(body["choices"][0]["message"]["content"])
-        status: Any = response.status_code
+        status: int | str = response.status_code
         extension = body.get("ragtune", {}) if ok else {}
     except Exception as exc:  # a lost request: counted, never hidden
         ok, status, extension = False, type(exc).__name__, {}
@@ -114,7 +118,7 @@ async def _clients(
     async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=64)) as client:
 
         async def run(requests: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-            results = []
+            results: list[dict[str, Any]] = []
             while True:
                 for model, question in requests:
                     if until is not None and time.perf_counter() >= until:

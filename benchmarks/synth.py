@@ -37,6 +37,7 @@ Results go to ``benchmarks/out/synth.json``; a markdown table is printed.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -44,11 +45,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
+
+if TYPE_CHECKING:
+    from ragtune.config import RagtuneConfig
+    from ragtune.generate import AdapterRegistry
 
 TENANT = "bench"
 OBJECTIVES = ("qa", "lm", "mixed")
@@ -153,7 +158,7 @@ def _articles(data: Path, count: int, seed: int) -> list[str]:
     return chosen
 
 
-def _index(data: Path, titles: Sequence[str], work: Path, config: Any) -> Path:
+def _index(data: Path, titles: Sequence[str], work: Path, config: RagtuneConfig) -> Path:
     """The tenant's index of the articles' passages (rebuilt only when they change)."""
     from ragtune.indexing import build_index
 
@@ -199,7 +204,12 @@ def _real_questions(data: Path, titles: Sequence[str], work: Path) -> dict[str, 
 
 
 def _synth(
-    raw: dict[str, Any], index: Path, work: Path, teacher: str, limit: int | None, args: Any
+    raw: dict[str, Any],
+    index: Path,
+    work: Path,
+    teacher: str,
+    limit: int | None,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     from ragtune.synth import synthesize
 
@@ -243,7 +253,7 @@ def _train(
     work: Path,
     synth: dict[str, Any],
     objective: str,
-    args: Any,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """The tenant adapter for ``objective`` (reused when the same one was trained before)."""
     import yaml
@@ -306,7 +316,7 @@ def _train(
     return dict(info, ref=ref)
 
 
-def _registered(registry: Any, ref: str) -> bool:
+def _registered(registry: AdapterRegistry, ref: str) -> bool:
     from ragtune.errors import AdapterError
 
     try:
@@ -323,7 +333,7 @@ def _evaluate(
     questions: dict[str, Path],
     adapter: str,
     name: str,
-    args: Any,
+    args: argparse.Namespace,
 ) -> Path:
     from ragtune.eval import evaluate
 

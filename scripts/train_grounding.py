@@ -39,12 +39,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _common  # noqa: E402
+
+if TYPE_CHECKING:
+    from ragtune.config import RagtuneConfig
 
 MODEL = "smollm2-135m-instruct"
 TENANT, NAME = "ragtune", "grounding"
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _train_index(data: Path, out: Path, config: Any, seed: int) -> Path:
+def _train_index(data: Path, out: Path, config: RagtuneConfig, seed: int) -> Path:
     passages = [
         row
         for row in _common.read_jsonl(data / "passages.jsonl")
@@ -165,15 +168,20 @@ def _write_neutral_answerability(folder: Path) -> None:
     (folder / "answerability.json").write_text(json.dumps(neutral, indent=2) + "\n")
 
 
-def _serving_config(base_config: Any, grounding: Path, index: Path) -> dict[str, Any]:
-    raw = base_config.model_dump(mode="json")
+def _serving_config(base_config: RagtuneConfig, grounding: Path, index: Path) -> dict[str, Any]:
+    raw: dict[str, Any] = base_config.model_dump(mode="json")
     raw["retriever"]["index"] = str(index)
     raw["generator"]["grounding"] = str(grounding)
     return raw
 
 
 def _evaluate_dev(
-    base_config: Any, staging: Path, index: Path, files: dict[str, Path], run: Path, args: Any
+    base_config: RagtuneConfig,
+    staging: Path,
+    index: Path,
+    files: dict[str, Path],
+    run: Path,
+    args: argparse.Namespace,
 ) -> None:
     from ragtune.eval import evaluate
 

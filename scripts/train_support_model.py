@@ -45,12 +45,17 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _common  # noqa: E402
+
+if TYPE_CHECKING:
+    from ragtune.check.support_model import SupportModel
+    from ragtune.train.claims import Claim
+    from ragtune.train.support_model import SupportTrainSettings, TrainedSupportModel
 
 LICENCE = "CC BY-SA 4.0"
 PROBE_KINDS = ("paraphrase", "swap_same_passage", "negation", "answer")
@@ -158,7 +163,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _claims(data: Path, args: Any) -> tuple[list[Any], list[Any], dict[str, list[str]]]:
+def _claims(
+    data: Path, args: argparse.Namespace
+) -> tuple[list[Claim], list[Claim], dict[str, list[str]]]:
     """Claims of the training articles: (to train on, to calibrate on, the article split)."""
     titles = sorted(
         {
@@ -182,13 +189,17 @@ def _claims(data: Path, args: Any) -> tuple[list[Any], list[Any], dict[str, list
     )
 
 
-def _kind_counts(claims: Sequence[Any]) -> dict[str, int]:
+def _kind_counts(claims: Sequence[Claim]) -> dict[str, int]:
     return dict(sorted(Counter(c.kind for c in claims).items()))
 
 
 def _write_and_reload(
-    trained: Any, folder: Path, base: Path, args: Any, settings: Any
-) -> tuple[Any, dict[str, float]]:
+    trained: TrainedSupportModel,
+    folder: Path,
+    base: Path,
+    args: argparse.Namespace,
+    settings: SupportTrainSettings,
+) -> tuple[SupportModel, dict[str, float]]:
     """Write the shipped form, load it back, and compare its logits with float32's on probes."""
     import numpy as np
 
@@ -224,7 +235,9 @@ _PASSAGE = (
 )
 
 
-def _calibrate(model: Any, claims: Sequence[Any], folder: Path, args: Any) -> dict[str, Any]:
+def _calibrate(
+    model: SupportModel, claims: Sequence[Claim], folder: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     """Fit the calibrations with ``support_model`` on the calibration claims; write them."""
     from ragtune.check.support import (
         Calibration,
@@ -294,9 +307,9 @@ def _calibrate(model: Any, claims: Sequence[Any], folder: Path, args: Any) -> di
     return metrics
 
 
-def _probes(model: Any, claims: Sequence[Any]) -> list[dict[str, Any]]:
+def _probes(model: SupportModel, claims: Sequence[Claim]) -> list[dict[str, Any]]:
     """A supported and an unsupported calibration claim of a few kinds, with their logits."""
-    chosen: list[Any] = []
+    chosen: list[Claim] = []
     for kind in PROBE_KINDS:
         for label in (True, False):
             found = next((c for c in claims if c.kind == kind and c.supported == label), None)
