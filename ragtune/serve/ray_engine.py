@@ -72,12 +72,19 @@ class RayServeSettings:
     """CPUs each model replica reserves (without GPUs); torch uses that many threads."""
     gpus_per_replica: float = 0.0
     """GPUs each model replica reserves; 0 on a CPU cluster."""
+    requests_per_replica: int = 0
+    """Requests a model replica takes at once; 0: one batch (``generator.max_batch_size``).
+    Beyond it requests wait in Ray's router, which may send them to another replica (loading
+    their adapter there): a replica holding many busy tenants' adapters sheds load instead of
+    queueing everything itself."""
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
             raise ClusterError(f"replicas must be at least 1, got {self.replicas}")
         if self.cpus_per_replica < 0 or self.gpus_per_replica < 0:
             raise ClusterError("cpus_per_replica and gpus_per_replica cannot be negative")
+        if self.requests_per_replica < 0:
+            raise ClusterError("requests_per_replica cannot be negative (0: one batch)")
 
 
 # ---- what a model replica returns ----------------------------------------------------------
@@ -387,7 +394,7 @@ async def _result(response: Any) -> ReplicaReply:
 
 
 def _model_deployment(
-    settings: RayServeSettings, max_adapters: int, replica: type[ModelReplica]
+    settings: RayServeSettings, max_adapters: int, batch: int, replica: type[ModelReplica]
 ) -> Any:
     from ray import serve
 
@@ -403,7 +410,7 @@ def _model_deployment(
             "num_cpus": settings.cpus_per_replica,
             "num_gpus": settings.gpus_per_replica,
         },
-        max_ongoing_requests=64,
+        max_ongoing_requests=settings.requests_per_replica or batch,
         health_check_period_s=2,
         health_check_timeout_s=30,
     )(RagtuneModel)
@@ -481,7 +488,8 @@ def deploy(
                 "nodes"
             )
     max_adapters = int(cfg.adapters.max_loaded)
-    model = _model_deployment(settings, max_adapters, replica).bind(
+    batch = int(cfg.generator.max_batch_size)
+    model = _model_deployment(settings, max_adapters, batch, replica).bind(
         cfg.model_dump(mode="json"), str(index) if index is not None else None
     )
     app = _ingress_deployment().bind(cfg.model_dump(mode="json"), model)

@@ -40,6 +40,30 @@ def _dying_replica(marker: Path) -> type:
     return DyingReplica
 
 
+def test_serving_on_an_unreachable_cluster_is_a_clear_error(setup, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump(setup["raw"]))
+    address = f"127.0.0.1:{_free_port()}"
+    # The console entry point, as a user runs it: it turns ragtune's errors into exit status 2.
+    command = [sys.executable, "-m", "ragtune", "serve", "-c", str(config)]
+    result = subprocess.run(
+        [*command, "--engine", "ray", "--ray-address", address],
+        env={**os.environ, "GLOBEX_KEY": GLOBEX_KEY, "RAY_ADDRESS": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"error: no Ray cluster answers at {address}" in message
+    assert "ray start --head" in message and "Traceback" not in message
+
+
 @pytest.fixture(scope="module")
 def ray_server(setup: dict[str, Any]) -> Iterator[dict[str, Any]]:  # noqa: F811
     from ray import serve
