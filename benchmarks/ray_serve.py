@@ -22,6 +22,7 @@ import asyncio
 import json
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ import _common
 import _generation
 import serve as plain
 
-from ragtune.serve.child import served
+from ragtune.serve.child import ServerFailedError, served
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,22 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     }
     for label, extra in engines.items():
-        with served(config_path, work / f"{label}.log", env=env, extra_args=extra) as url:
-            import httpx
-
-            asyncio.run(plain._clients(url, warm))  # every adapter loaded once somewhere
-            before = httpx.get(f"{url}/healthz", timeout=30).json()
-            together, wall = asyncio.run(plain._clients(url, plan))
-            after = httpx.get(f"{url}/healthz", timeout=30).json()
-            row: dict[str, Any] = plain._summary(together, wall)
-            if "routed_to_holding_replica" in after:
-                held = after["routed_to_holding_replica"] - before["routed_to_holding_replica"]
-                loaded = after["routed_and_loaded"] - before["routed_and_loaded"]
-                row["held_share"] = round(held / max(held + loaded, 1), 3)
-                row["routed"] = {"held": held, "loaded": loaded}
-                row["replica_retries"] = after["replica_retries"]
-            results["servers"][label] = row
-            print(f"{label}: {json.dumps(row)}", flush=True)
+        row: dict[str, Any] = {}
+        try:
+            _measure(config_path, work / f"{label}.log", env, extra, warm, plan, row)
+        except ServerFailedError as exc:
+            if not row:
+                raise
+            row["stop_error"] = str(exc).splitlines()[0]  # measured; it did not stop cleanly
+        results["servers"][label] = row
+        print(f"{label}: {json.dumps(row)}", flush=True)
+        _common.write_results(args.out, "ray_serve", results)  # what is measured so far
     plain_rate = results["servers"]["plain"]["requests_per_s"]
     ray_row = results["servers"][f"ray-{args.replicas}"]
     results["throughput_ratio"] = round(ray_row["requests_per_s"] / max(plain_rate, 1e-9), 2)
@@ -110,6 +105,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = _common.write_results(args.out, "ray_serve", results)
     print(f"throughput ratio ray/plain: {results['throughput_ratio']}x\nresults: {path}")
     return 0
+
+
+def _measure(
+    config: Path,
+    log: Path,
+    env: dict[str, str],
+    extra: tuple[str, ...],
+    warm: list[list[tuple[str, str]]],
+    plan: list[list[tuple[str, str]]],
+    row: dict[str, Any],
+) -> None:
+    """Fill ``row`` with one server's figures as they are measured (a server that fails to
+    stop leaves them there): throughput and latency of ``plan`` after ``warm``, the held share
+    (Ray), and how long the server took to stop after SIGINT."""
+    import httpx
+
+    with served(config, log, env=env, extra_args=extra) as url:
+        asyncio.run(plain._clients(url, warm))  # every adapter loaded once somewhere
+        before = httpx.get(f"{url}/healthz", timeout=30).json()
+        together, wall = asyncio.run(plain._clients(url, plan))
+        after = httpx.get(f"{url}/healthz", timeout=30).json()
+        row.update(plain._summary(together, wall))
+        if "routed_to_holding_replica" in after:
+            held = after["routed_to_holding_replica"] - before["routed_to_holding_replica"]
+            loaded = after["routed_and_loaded"] - before["routed_and_loaded"]
+            row["held_share"] = round(held / max(held + loaded, 1), 3)
+            row["routed"] = {"held": held, "loaded": loaded}
+            row["replica_retries"] = after["replica_retries"]
+        stopping = time.monotonic()
+    row["stop_seconds"] = round(time.monotonic() - stopping, 1)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--learning-rate", type=float, default=None, help="default: configs/train-lora.yaml's"
     )
     p.add_argument(
+        "--gold-share", type=float, default=None, help="train.data.gold_share (default: config's)"
+    )
+    p.add_argument(
+        "--unanswerable-share",
+        type=float,
+        default=None,
+        help="train.data.unanswerable_share (default: config's)",
+    )
+    p.add_argument(
         "--min-answer-f1", type=float, default=None, help="synth.min_answer_f1 (default: config's)"
     )
     p.add_argument("--eval", type=int, default=60, help="real questions from each file")
@@ -263,6 +272,10 @@ def _train(
 
     recipe = yaml.safe_load((_common.ROOT / "configs" / "train-lora.yaml").read_text())["train"]
     recipe["data"]["objective"] = objective
+    if args.gold_share is not None:
+        recipe["data"]["gold_share"] = args.gold_share
+    if args.unanswerable_share is not None:
+        recipe["data"]["unanswerable_share"] = args.unanswerable_share
     loop = recipe["loop"]
     if args.learning_rate is not None:
         loop["learning_rate"] = args.learning_rate

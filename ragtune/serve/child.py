@@ -1,6 +1,6 @@
 """``ragtune serve`` in a child process, for scripts, benchmarks and tests that need the real
 command: start it on a free loopback port, wait until ``/healthz`` answers, stop it with
-SIGINT (a graceful shutdown) when done."""
+SIGINT or SIGTERM (a graceful shutdown) when done."""
 
 from __future__ import annotations
 
@@ -35,11 +35,13 @@ def served(
     env: Mapping[str, str] | None = None,
     start_timeout: float = 300.0,
     extra_args: tuple[str, ...] = (),
+    stop_signal: signal.Signals = signal.SIGINT,
 ) -> Iterator[str]:
     """Run ``ragtune serve --config CONFIG`` on a free port; yield its base URL.
 
     Output goes to ``log``. Raises :class:`ServerFailedError` if it exits or is not healthy in
-    ``start_timeout`` seconds, or if it does not exit with status 0 after SIGINT.
+    ``start_timeout`` seconds, or if it does not exit with status 0 within 60 s of
+    ``stop_signal`` (SIGINT, as Ctrl-C; SIGTERM, as a process manager stops it).
     """
     import httpx
 
@@ -65,7 +67,7 @@ def served(
             yield url
         finally:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(stop_signal)
                 try:
                     process.wait(60)
                 except subprocess.TimeoutExpired:

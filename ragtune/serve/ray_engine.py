@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -527,10 +528,17 @@ def serve_on_ray(
             port,
             settings.replicas,
         )
+        # SIGTERM (what a process manager or `kill` sends) stops as gracefully as Ctrl-C does;
+        # ray.init's own handler would exit with status 15 instead.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             while True:
                 time.sleep(1)
         except KeyboardInterrupt:
-            pass
+            log.info("stopping the replicas")
         finally:
             serve.shutdown()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
