@@ -521,17 +521,20 @@ def serve_on_ray(
     # API keys given by environment variable are read in the ingress, on whichever node.
     key_vars = [key.key_env for key in cfg.serve.keys if key.key_env is not None]
     with ray_session(address, env_vars=key_vars):
-        deploy(cfg, settings, host=host, port=port, index=index)
-        log.info(
-            "serving on Ray Serve at http://%s:%d with %d model replicas",
-            host,
-            port,
-            settings.replicas,
-        )
-        # SIGTERM (what a process manager or `kill` sends) stops as gracefully as Ctrl-C does;
-        # ray.init's own handler would exit with status 15 instead.
-        signal.signal(signal.SIGTERM, _interrupt)
+        # Both stop the replicas gracefully, from the moment Ray is up (a signal while the
+        # replicas start must not leave them running): SIGTERM (what a process manager or `kill`
+        # sends; ray.init's own handler would exit with status 15) and SIGINT (Ctrl-C, which a
+        # shell starting the command in the background, `ragtune serve ... &`, leaves ignored).
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, _interrupt)
         try:
+            deploy(cfg, settings, host=host, port=port, index=index)
+            log.info(
+                "serving on Ray Serve at http://%s:%d with %d model replicas",
+                host,
+                port,
+                settings.replicas,
+            )
             while True:
                 time.sleep(1)
         except KeyboardInterrupt:

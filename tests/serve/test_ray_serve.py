@@ -64,11 +64,13 @@ def test_serving_on_an_unreachable_cluster_is_a_clear_error(setup, tmp_path):  #
     assert "ray start --head" in message and "Traceback" not in message
 
 
-def test_the_command_stops_cleanly_on_sigterm(setup, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_the_command_stops_cleanly(setup, tmp_path, stop):  # noqa: F811
     """``ragtune serve --engine ray`` as a user runs it (its own local Ray, two replicas): it
-    answers, and SIGTERM (as a process manager stops it; Ctrl-C takes the same path) stops the
-    replicas, Ray and the command with status 0, in well under a minute. Runs before the
-    module's in-process Ray, so the command starts a Ray of its own."""
+    answers, and SIGTERM (as a process manager stops it) or SIGINT (Ctrl-C; here inherited as
+    ignored, as a shell's ``ragtune serve ... &`` leaves it) stops the replicas, Ray and the
+    command with status 0, in well under a minute. Runs before the module's in-process Ray, so
+    the command starts a Ray of its own."""
     import signal
     import time
 
@@ -82,16 +84,23 @@ def test_the_command_stops_cleanly_on_sigterm(setup, tmp_path):  # noqa: F811
     extra = ("--engine", "ray", "--replicas", "2", "--log-level", "warning")
     env = {"GLOBEX_KEY": GLOBEX_KEY, "RAY_ADDRESS": ""}
     log = tmp_path / "serve.log"
-    with served(config, log, env=env, extra_args=extra, stop_signal=signal.SIGTERM) as url:
-        reply = httpx.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "acme", "messages": QUESTION},
-            headers={"Authorization": f"Bearer {ACME_KEY}"},
-            timeout=120,
-        )
-        assert reply.status_code == 200, reply.text
-        stopping = time.monotonic()
-    # served() raises when the command is not gone 60 s after SIGINT, or exits non-zero.
+    signum = signal.Signals[stop]
+    # The child inherits an ignored SIGINT, as from a non-interactive shell's background job.
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with served(config, log, env=env, extra_args=extra, stop_signal=signum) as url:
+            signal.signal(signal.SIGINT, inherited)
+            reply = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "acme", "messages": QUESTION},
+                headers={"Authorization": f"Bearer {ACME_KEY}"},
+                timeout=120,
+            )
+            assert reply.status_code == 200, reply.text
+            stopping = time.monotonic()
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    # served() raises when the command is not gone 60 s after the signal, or exits non-zero.
     assert time.monotonic() - stopping < 45
     assert "Traceback" not in log.read_text()
 
