@@ -49,8 +49,10 @@ __all__ = [
 class DataSettings:
     """How questions become grounded examples."""
 
-    passages: Annotated[int, Ge(1), Le(20)] = 4
-    """Passages per example (the gold one included when it is kept)."""
+    passages: Annotated[int, Ge(1), Le(20)] = 3
+    """Passages per example (the gold one included when it is kept); at most the served
+    prompt's ``generator.max_passages`` (the config refuses more: a gold passage placed after
+    the ones the prompt shows would drop its example)."""
     gold_share: Annotated[float, Ge(0.0), Le(1.0)] = 0.8
     """Share of answerable questions that keep their gold passage (RAFT's P)."""
     unanswerable_share: Annotated[float, Ge(0.0), Lt(1.0)] | None = 0.15

@@ -84,7 +84,7 @@ def test_unanswerable_questions_abstain_and_unknown_gold_is_skipped() -> None:
         [unanswerable, lost, no_id], retrieve, lookup, DataSettings(unanswerable_share=None)
     )
     assert [(e.kind, e.target) for e in examples] == [("unanswerable", ABSTENTION)]
-    assert len(examples[0].passages) == 4
+    assert len(examples[0].passages) == DataSettings().passages == 3
 
 
 def test_unanswerable_examples_are_capped_to_their_share() -> None:
