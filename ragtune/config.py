@@ -586,18 +586,6 @@ class RagtuneConfig(_Strict):
         _refuse_moved(data)
         return _default_type(data, "retriever", "hybrid")
 
-    @model_validator(mode="after")
-    def _train_layout(self) -> RagtuneConfig:
-        shown, asked = self.generator.max_passages, self.train.data.passages
-        if asked > shown:
-            raise ValueError(
-                f"train.data.passages is {asked} but the prompt shows generator.max_passages = "
-                f"{shown}: an example whose gold passage is placed after passage {shown} would be "
-                f"dropped. Set train.data.passages to at most {shown} (or raise "
-                "generator.max_passages, for training and serving alike)"
-            )
-        return self
-
     def assistant_policy(self) -> AssistantPolicy:
         """The Assistant's decisions, from the retriever, checker, guard, abstain and adapters
         sections and the generator's decoding."""

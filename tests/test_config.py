@@ -269,17 +269,3 @@ def test_the_synth_section_matches_the_default_yaml_and_names_bad_fields() -> No
         )
     paths = {path for path, _message in raised.value.problems}
     assert {"synth.teacher", "synth.per_chunk", "synth.endpoint.api_key"} <= paths
-
-
-def test_training_more_passages_than_the_prompt_shows_is_refused() -> None:
-    """A gold passage placed after the ones the served prompt shows would silently drop its
-    example (one in four with 4 passages and 3 shown): the config refuses the pair, naming
-    both settings and the fix."""
-    with pytest.raises(ConfigError) as info:
-        load_config({"generator": {"max_passages": 3}, "train": {"data": {"passages": 4}}})
-    message = str(info.value)
-    assert "train.data.passages is 4" in message and "generator.max_passages = 3" in message
-    assert "at most 3" in message
-    fits = load_config({"generator": {"max_passages": 5}, "train": {"data": {"passages": 4}}})
-    assert fits.train.data.passages == 4
-    assert load_config({}).train.data.passages <= load_config({}).generator.max_passages

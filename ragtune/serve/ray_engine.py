@@ -27,6 +27,7 @@ answer, or with a 503 when that fails too. A request is never answered twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -514,33 +515,52 @@ def serve_on_ray(
     address: str | None,
 ) -> None:
     """``ragtune serve --engine ray``: deploy, then serve until interrupted."""
-    from ray import serve
-
     from ragtune.cluster import ray_session
 
     # API keys given by environment variable are read in the ingress, on whichever node.
     key_vars = [key.key_env for key in cfg.serve.keys if key.key_env is not None]
-    with ray_session(address, env_vars=key_vars):
-        # Both stop the replicas gracefully, from the moment Ray is up (a signal while the
-        # replicas start must not leave them running): SIGTERM (what a process manager or `kill`
-        # sends; ray.init's own handler would exit with status 15) and SIGINT (Ctrl-C, which a
-        # shell starting the command in the background, `ragtune serve ... &`, leaves ignored).
-        for stop in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop, _interrupt)
-        try:
-            deploy(cfg, settings, host=host, port=port, index=index)
-            log.info(
-                "serving on Ray Serve at http://%s:%d with %d model replicas",
-                host,
-                port,
-                settings.replicas,
-            )
-            while True:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            log.info("stopping the replicas")
-        finally:
-            serve.shutdown()
+    saved = {stop: signal.getsignal(stop) for stop in _STOP_SIGNALS}
+    try:
+        with ray_session(address, env_vars=key_vars):
+            # Both stop the replicas gracefully, from the moment Ray is up (a signal while the
+            # replicas start must not leave them running): SIGTERM (what a process manager or
+            # `kill` sends; ray.init's own handler would exit with status 15) and SIGINT
+            # (Ctrl-C, which a shell starting the command in the background leaves ignored).
+            for stop in _STOP_SIGNALS:
+                signal.signal(stop, _interrupt)
+            try:
+                deploy(cfg, settings, host=host, port=port, index=index)
+                log.info(
+                    "serving on Ray Serve at http://%s:%d with %d model replicas",
+                    host,
+                    port,
+                    settings.replicas,
+                )
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                log.info("stopping the replicas")
+            finally:
+                # A second signal must not cut the stop short (replicas left running).
+                for stop in _STOP_SIGNALS:
+                    signal.signal(stop, signal.SIG_IGN)
+                _delete_app()
+    finally:
+        for stop, handler in saved.items():
+            signal.signal(stop, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _delete_app() -> None:
+    """Drain and delete this command's app, and only it: other apps on a shared cluster, and
+    Serve itself there, keep running (a local Ray this command started goes with it)."""
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    with contextlib.suppress(RayServeException):  # Serve never started: nothing to delete
+        serve.delete(APP_NAME)
 
 
 def _interrupt(signum: int, frame: object) -> None:

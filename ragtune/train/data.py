@@ -51,7 +51,7 @@ class DataSettings:
 
     passages: Annotated[int, Ge(1), Le(20)] = 3
     """Passages per example (the gold one included when it is kept); at most the served
-    prompt's ``generator.max_passages`` (the config refuses more: a gold passage placed after
+    prompt's ``generator.max_passages`` (training refuses more: a gold passage placed after
     the ones the prompt shows would drop its example)."""
     gold_share: Annotated[float, Ge(0.0), Le(1.0)] = 0.8
     """Share of answerable questions that keep their gold passage (RAFT's P)."""

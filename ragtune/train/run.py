@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.errors import ModelError, TrainingError
+from ragtune.errors import ConfigError, ModelError, TrainingError
 from ragtune.eval.questions import EvalQuestion, read_questions
 from ragtune.settings import pick
 from ragtune.train.data import (
@@ -92,6 +92,21 @@ def train_adapter(
     tenant, name = check_name(tenant, "tenant"), check_name(name, "adapter name")
     data_settings = pick(DataSettings, cfg.train.data)
     settings = pick(TrainSettings, cfg.train.loop)
+    shown = cfg.generator.max_passages
+    if data_settings.passages > shown:
+        # A gold passage placed after the ones the prompt shows would drop its example.
+        raise ConfigError(
+            "the train config",
+            [
+                (
+                    "train.data.passages",
+                    f"train.data.passages is {data_settings.passages} but the prompt shows "
+                    f"generator.max_passages = {shown}: examples whose gold passage lands after "
+                    f"passage {shown} would be dropped. Set train.data.passages to at most "
+                    f"{shown} (or raise generator.max_passages, for training and serving alike)",
+                )
+            ],
+        )
     objective = data_settings.objective
     asked = _questions(questions, unanswerable, objective, data_settings.max_questions)
     index_path = Path(index) if index is not None else cfg.retriever.index

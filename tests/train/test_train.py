@@ -198,3 +198,26 @@ def test_cli_trains_and_bad_data_is_refused(setup: dict[str, Any], tmp_path: Pat
         ],
     )
     assert isinstance(refused.exception, TrainingError) and "passage_id" in str(refused.exception)
+
+
+def test_more_training_passages_than_the_prompt_shows_is_refused(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    """A gold passage placed after the ones the served prompt shows would silently drop its
+    example (one in four with 4 passages and 3 shown): training refuses the pair before it
+    reads or writes anything, naming both settings and the fix. A config that serves only
+    (``generator.max_passages: 2`` with the default training passages) still loads."""
+    from ragtune import load_config
+    from ragtune.errors import ConfigError
+    from ragtune.train import train_adapter
+
+    raw = _config(setup, "lora", tmp_path)
+    raw["generator"]["max_passages"] = 3
+    raw["train"]["data"]["passages"] = 4
+    with pytest.raises(ConfigError) as info:
+        train_adapter(raw, setup["questions"], tenant="acme", name="faq")
+    message = str(info.value)
+    assert "train.data.passages is 4" in message and "generator.max_passages = 3" in message
+    assert "at most 3" in message
+    assert not (tmp_path / "adapters").exists()
+    assert load_config({"generator": {"max_passages": 2}}).generator.max_passages == 2
