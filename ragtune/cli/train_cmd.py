@@ -61,6 +61,11 @@ def train(
             f"{counts['train_lm']} chunks for the language objective), "
             f"{counts['validation']} to validate (held-out documents)"
         )
+        if counts["dropped_too_long"]:
+            console.print(
+                f"dropped {counts['dropped_too_long']} examples whose gold passage does not fit "
+                "train.loop.max_length tokens: raise it, or lower generator.passage_tokens"
+            )
 
     try:
         with bars:

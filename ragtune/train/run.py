@@ -158,8 +158,6 @@ def train_adapter(
         },
         "train_lm": len(text_split[0]),
     }
-    if on_data is not None:
-        on_data(counts)
 
     spec = cfg.train.spec()
     # The base trains in full precision or int8 (QLoRA-style), whatever the served base uses.
@@ -201,6 +199,15 @@ def train_adapter(
     counts["dropped_too_long"] = (len(encode) - len(train_items)) + (
         len(encode_val) - len(validation_items)
     )
+    if on_data is not None:  # after encoding, so the caller sees what was dropped too
+        on_data(counts)
+    if split.train and not train_items and not text_split[0]:
+        raise TrainingError(
+            f"all {len(split.train)} training examples were dropped: their gold passage does not "
+            f"fit train.loop.max_length = {settings.max_length} tokens with "
+            f"generator.passage_tokens = {cfg.generator.passage_tokens}; raise max_length or "
+            "lower passage_tokens"
+        )
     # Chunks count less than answers when both are learnt (see ragtune.train.lm).
     weight = data_settings.lm_weight if objective == "mixed" else 1.0
     for part, items in zip(text_split, (train_items, validation_items), strict=True):

@@ -221,3 +221,47 @@ def test_more_training_passages_than_the_prompt_shows_is_refused(
     assert "at most 3" in message
     assert not (tmp_path / "adapters").exists()
     assert load_config({"generator": {"max_passages": 2}}).generator.max_passages == 2
+
+
+def test_examples_too_long_to_train_on_are_counted_and_shown(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    """Examples whose gold passage does not fit ``train.loop.max_length`` are dropped. The count
+    reaches ``on_data`` (it used to be computed after that call, so the CLI never showed it),
+    the CLI says it with the fix, and when every example is dropped training stops with an
+    error naming both settings instead of a bare "no training examples"; nothing is
+    registered."""
+    from ragtune.train import train_adapter
+
+    raw = _config(setup, "lora", tmp_path, max_length=64, max_steps=1)
+    raw["generator"]["passage_tokens"] = 64
+    reported: list[dict[str, int]] = []
+    with pytest.raises(TrainingError) as info:
+        train_adapter(
+            raw,
+            setup["questions"],
+            tenant="acme",
+            name="faq",
+            on_data=lambda counts: reported.append(dict(counts)),
+        )
+    message = str(info.value)
+    assert "were dropped" in message and "train.loop.max_length = 64" in message
+    assert len(reported) == 1 and reported[0]["dropped_too_long"] >= reported[0]["train"] > 0
+    assert not (tmp_path / "adapters" / "acme").exists()  # nothing registered
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    shown = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(config),
+            "--questions",
+            str(setup["questions"]),
+            "--tenant",
+            "acme",
+            "--name",
+            "faq",
+        ],
+    )
+    assert "dropped" in shown.output and "train.loop.max_length" in shown.output, shown.output
