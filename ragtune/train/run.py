@@ -201,13 +201,6 @@ def train_adapter(
     )
     if on_data is not None:  # after encoding, so the caller sees what was dropped too
         on_data(counts)
-    if split.train and not train_items and not text_split[0]:
-        raise TrainingError(
-            f"all {len(split.train)} training examples were dropped: their gold passage does not "
-            f"fit train.loop.max_length = {settings.max_length} tokens with "
-            f"generator.passage_tokens = {cfg.generator.passage_tokens}; raise max_length or "
-            "lower passage_tokens"
-        )
     # Chunks count less than answers when both are learnt (see ragtune.train.lm).
     weight = data_settings.lm_weight if objective == "mixed" else 1.0
     for part, items in zip(text_split, (train_items, validation_items), strict=True):
@@ -216,6 +209,10 @@ def train_adapter(
             for t in part
         ]
         items += [e for e in encoded if e is not None]
+    if not train_items:
+        raise TrainingError(
+            _nothing_to_train(split, counts, settings.max_length, cfg.generator.passage_tokens)
+        )
     data_sha = examples_sha256(examples)
     parts: list[Any] = [data_sha, asdict(spec), asdict(settings), layout, base.weights_sha256]
     if texts:
@@ -271,6 +268,24 @@ def train_adapter(
     registered = AdapterRegistry(root).register(staging, tenant=tenant, name=name, promote=promote)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainedAdapter(registered, result, counts)
+
+
+def _nothing_to_train(
+    split: DataSplit, counts: Mapping[str, int], max_length: int, passage_tokens: int
+) -> str:
+    """Why no training example is left, and the fix."""
+    if split.train and counts["dropped_too_long"] >= len(split.train):
+        return (
+            f"all {len(split.train)} training examples were dropped: their gold passage does not "
+            f"fit train.loop.max_length = {max_length} tokens with generator.passage_tokens = "
+            f"{passage_tokens}; raise max_length or lower passage_tokens"
+        )
+    return (
+        f"no training example is left: {counts['train']} to train after {counts['validation']} "
+        "held out for validation (whole documents, train.data.validation_share), "
+        f"{counts['dropped_too_long']} dropped as longer than train.loop.max_length; give "
+        "questions about more documents, or lower validation_share"
+    )
 
 
 def _index_tenant(tenants: Mapping[str, int], tenant: str, index: Path) -> str | None:
