@@ -154,7 +154,7 @@ def make_generator(
     )
 
     base = base if base is not None else load_base_model(device="cpu")
-    pool = AdapterPool(base, registry, PoolSettings(registry.root, max_loaded=max_loaded))
+    pool = AdapterPool(base, registry, PoolSettings(str(registry.root), max_loaded=max_loaded))
     return HFGenerator(base, pool, settings or GeneratorSettings()), pool
 
 

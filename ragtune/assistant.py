@@ -159,7 +159,7 @@ class Assistant:
             guard = InputGuard(
                 topics, embedder=embedder if any(t.description for t in topics) else None
             )
-            registry = AdapterRegistry(cfg.adapters.root)
+            registry = AdapterRegistry(cfg.adapters.root, cache=cfg.adapters.cache)
             redact = (lambda text: scrub(text).text) if cfg.guard.redact_pii else None
             telemetry = Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans)
             live = (

@@ -650,7 +650,9 @@ class RagtuneConfig(_Strict):
         from ragtune.generate import AdapterPool, AdapterRegistry, HFGenerator
 
         pool = AdapterPool(
-            base, AdapterRegistry(self.adapters.root), pick(PoolSettings, self.adapters)
+            base,
+            AdapterRegistry(self.adapters.root, cache=self.adapters.cache),
+            pick(PoolSettings, self.adapters),
         )
         return HFGenerator(base, pool, pick(GeneratorSettings, self.generator))
 

@@ -10,6 +10,7 @@ import typer
 
 from ragtune.generate.canary import METRICS as _METRICS
 from ragtune.generate.canary import CanaryPlan
+from ragtune.generate.registry_storage import DEFAULT_CACHE, DEFAULT_ROOT
 from ragtune.types import AdapterRef
 
 _PLAN = CanaryPlan()
@@ -19,16 +20,23 @@ app = typer.Typer(
     help="List, inspect, promote, roll back and canary-release adapters.", no_args_is_help=True
 )
 
-_ROOT = typer.Option(Path("adapters"), "--root", help="The adapter registry folder.")
+_ROOT = typer.Option(
+    DEFAULT_ROOT, "--root", help="The adapter registry: a folder, or s3://bucket/prefix."
+)
+_CACHE = typer.Option(
+    DEFAULT_CACHE,
+    "--cache",
+    help="Where versions of an s3:// registry are downloaded (the config's adapters.cache).",
+)
 _LIVE = typer.Option(
     Path("live"), "--live", help="The live store folder (the server config's live.root)."
 )
 
 
-def _registry(root: Path):  # type: ignore[no-untyped-def]
+def _registry(root: str, cache: Path):  # type: ignore[no-untyped-def]
     from ragtune.generate import AdapterRegistry
 
-    return AdapterRegistry(root)
+    return AdapterRegistry(root, cache=cache)
 
 
 def _name(text: str, *, strict: bool = True) -> AdapterRef:
@@ -59,11 +67,12 @@ def _version(text: str) -> int:
 @app.command("list")
 def list_(
     tenant: str | None = typer.Option(None, "--tenant", "-t"),
-    root: Path = _ROOT,
+    root: str = _ROOT,
+    cache: Path = _CACHE,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every adapter name, its versions and the current one."""
-    entries = _registry(root).list(tenant)
+    entries = _registry(root, cache).list(tenant)
     if as_json:
         rows = [e.__dict__ | {"canary": e.canary.to_json() if e.canary else None} for e in entries]
         print(json.dumps(rows, indent=2))
@@ -80,10 +89,12 @@ def list_(
 
 @app.command("show")
 def show(
-    ref: str = typer.Argument(..., help="tenant/name or tenant/name@vN"), root: Path = _ROOT
+    ref: str = typer.Argument(..., help="tenant/name or tenant/name@vN"),
+    root: str = _ROOT,
+    cache: Path = _CACHE,
 ) -> None:
     """The card of a version (the current one by default): kind, base model, data hash, metrics."""
-    resolved = _registry(root).resolve(ref)
+    resolved = _registry(root, cache).resolve(ref)
     card = json.loads(resolved.card.to_json())
     card["current"] = resolved.current
     card["folder"] = str(resolved.folder)
@@ -94,13 +105,14 @@ def show(
 def promote(
     ref: str = typer.Argument(..., help="tenant/name"),
     version: str = typer.Argument(..., help="vN"),
-    root: Path = _ROOT,
+    root: str = _ROOT,
+    cache: Path = _CACHE,
 ) -> None:
     """Make version vN current; running assistants use it from their next request.
 
     While a canary runs, promoting its version ends the canary by promoting it.
     """
-    registry = _registry(root)
+    registry = _registry(root, cache)
     parsed = _name(ref, strict=False)
     canary = registry.pointer(parsed.tenant, parsed.name).canary
     resolved = registry.promote(parsed, _version(version))
@@ -109,9 +121,11 @@ def promote(
 
 
 @app.command("rollback")
-def rollback(ref: str = typer.Argument(..., help="tenant/name"), root: Path = _ROOT) -> None:
+def rollback(
+    ref: str = typer.Argument(..., help="tenant/name"), root: str = _ROOT, cache: Path = _CACHE
+) -> None:
     """Return to the version that was current before; while a canary runs, end it instead."""
-    registry = _registry(root)
+    registry = _registry(root, cache)
     parsed = _name(ref, strict=False)
     canary = registry.pointer(parsed.tenant, parsed.name).canary
     resolved = registry.rollback(parsed)
@@ -142,7 +156,8 @@ def canary(
         _PLAN.alpha, "--alpha", help="Chance of a false rollback over all looks and metrics."
     ),
     seed: int = typer.Option(_PLAN.seed, "--seed", help="Picks which users see the canary."),
-    root: Path = _ROOT,
+    root: str = _ROOT,
+    cache: Path = _CACHE,
 ) -> None:
     """Send a share of tenant/name's traffic to vN, judge it live, roll it back by itself.
 
@@ -167,8 +182,8 @@ def canary(
         )
     except ValueError as exc:
         raise CanaryError(f"{exc}; nothing was changed") from None
-    started = _registry(root).start_canary(parsed, _version(version), plan)
-    current = _registry(root).pointer(parsed.tenant, parsed.name).current
+    started = _registry(root, cache).start_canary(parsed, _version(version), plan)
+    current = _registry(root, cache).pointer(parsed.tenant, parsed.name).current
     print(
         f"canary {started.id}: v{started.version} gets {plan.share:g} of {parsed}'s traffic "
         f"against v{current} (seed {plan.seed}); first look after {plan.min_requests} canary "
@@ -179,7 +194,8 @@ def canary(
 @app.command("status")
 def status(
     ref: str = typer.Argument(..., help="tenant/name"),
-    root: Path = _ROOT,
+    root: str = _ROOT,
+    cache: Path = _CACHE,
     live: Path = _LIVE,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -188,7 +204,7 @@ def status(
 
     from ragtune.live.canary import adapter_status, format_status
 
-    found = adapter_status(_registry(root), live, _name(ref))
+    found = adapter_status(_registry(root, cache), live, _name(ref))
     if as_json:
         data = asdict(found)
         data["canary"] = found.canary.to_json() if found.canary else None
@@ -202,10 +218,11 @@ def diff(
     ref: str = typer.Argument(..., help="tenant/name"),
     a: str = typer.Argument(..., help="vA"),
     b: str = typer.Argument(..., help="vB"),
-    root: Path = _ROOT,
+    root: str = _ROOT,
+    cache: Path = _CACHE,
 ) -> None:
     """Metrics and settings of two versions side by side."""
-    registry = _registry(root)
+    registry = _registry(root, cache)
     base = ref.split("@")[0]
     one = registry.resolve(f"{base}@v{_version(a)}").card
     two = registry.resolve(f"{base}@v{_version(b)}").card

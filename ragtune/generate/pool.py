@@ -37,6 +37,7 @@ from ragtune.generate.adapters import (
 from ragtune.generate.batching import Row
 from ragtune.generate.lora import RowLora, lora_tensors
 from ragtune.generate.registry import AdapterRegistry
+from ragtune.generate.registry_storage import DEFAULT_CACHE, DEFAULT_ROOT
 from ragtune.settings import check_bounds
 from ragtune.types import AdapterChoice, AdapterFolder, AdapterRef, NoAdapter
 
@@ -56,8 +57,13 @@ log = logging.getLogger(__name__)
 class PoolSettings:
     """Where registered adapters live and how many stay loaded."""
 
-    root: Path = Path("adapters")
-    """The adapter registry folder (relative to the working directory)."""
+    root: str = DEFAULT_ROOT
+    """The adapter registry: a folder (relative to the working directory; shared over NFS for
+    replicas on several machines), or ``s3://bucket/prefix`` (object storage; needs
+    ``ragtune[s3]``; endpoint and credentials from ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``...)."""
+    cache: Path = DEFAULT_CACHE
+    """Where versions of an object-storage registry are downloaded and kept (a version never
+    changes once published); unused for a folder registry."""
     max_loaded: Annotated[int, Ge(1)] = 32
     """Adapters kept in memory; beyond it the least recently used is dropped."""
 

@@ -29,14 +29,11 @@ canary decision with its numbers, is appended to ``history.jsonl``.
 from __future__ import annotations
 
 import builtins
-import fcntl
 import json
-import os
-import re
+import random
 import shutil
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +42,13 @@ from typing import Any
 from ragtune.errors import AdapterCorruptError, AdapterError, AdapterNotFoundError, CanaryError
 from ragtune.generate.adapters import CARD_FILE, AdapterCard, read_adapter
 from ragtune.generate.canary import Canary, CanaryPlan, CanaryStatus
+from ragtune.generate.registry_storage import (
+    DEFAULT_CACHE,
+    Blob,
+    RegistryStorage,
+    is_url,
+    open_storage,
+)
 from ragtune.types import AdapterRef, check_name, parse_adapter_ref
 
 __all__ = [
@@ -58,8 +62,6 @@ __all__ = [
 ]
 
 POINTER = "current.json"
-HISTORY = "history.jsonl"
-_VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 
 
 def parse_ref(text: str | AdapterRef) -> AdapterRef:
@@ -130,41 +132,65 @@ class HistoryEvent:
     """The numbers behind the action (a canary's plan, a decision's tests)."""
 
 
-class AdapterRegistry:
-    """Adapters on disk under ``root``; safe to share between processes (writes take a lock)."""
+_Change = Callable[[Pointer], "tuple[Pointer, builtins.list[_Event]] | None"]
+"""What a pointer update does: the new pointer and the events to log, or None to write nothing.
+It may raise to refuse (nothing is written)."""
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+_SWAP_TRIES = 50
+
+
+@dataclass(frozen=True)
+class _Event:
+    action: str
+    version: int | None
+    reason: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class AdapterRegistry:
+    """Adapters under ``root`` (a folder, or ``s3://bucket/prefix``); safe to share between
+    processes and machines: the pointer only moves by compare-and-swap.
+
+    ``cache`` is where versions of an object-storage registry are downloaded (unused for a folder).
+    """
+
+    def __init__(self, root: Path | str, *, cache: Path = DEFAULT_CACHE) -> None:
+        self.storage: RegistryStorage = open_storage(root, cache)
+        self.root: Path | str = (
+            str(root) if is_url(root) else Path(str(root).removeprefix("file://"))
+        )
 
     # -- reading ---------------------------------------------------------------------------------
 
     def resolve(self, ref: str | AdapterRef) -> ResolvedAdapter:
-        """The version ``ref`` names (its current one when no version is given)."""
+        """The version ``ref`` names (its current one when no version is given); for object
+        storage its files are downloaded to the local cache first (once per version)."""
         parsed = parse_ref(ref)
-        folder = self._name_dir(parsed.tenant, parsed.name)
-        if not folder.is_dir():
+        key = self._key(parsed.tenant, parsed.name)
+        versions = self.storage.versions(key)
+        if not versions:
             known = ", ".join(f"{e.tenant}/{e.name}" for e in self.list(parsed.tenant)) or "none"
             raise AdapterNotFoundError(
-                f"no adapter {parsed.tenant}/{parsed.name} under {self.root} "
+                f"no adapter {parsed.tenant}/{parsed.name} under {self.storage.location} "
                 f"(registered for {parsed.tenant}: {known})"
             )
-        current = self._read_pointer(folder).current
+        current = self._read_pointer(key).current
         version = parsed.version if parsed.version is not None else current
         if version is None:
             raise AdapterNotFoundError(
                 f"{parsed.tenant}/{parsed.name} has no current version: promote one with "
                 f"`ragtune adapters promote {parsed.tenant}/{parsed.name} vN`"
             )
-        vdir = folder / f"v{version}"
-        if not (vdir / CARD_FILE).is_file():
-            versions = ", ".join(f"v{v}" for v in self._versions(folder)) or "none"
+        if version not in versions:
+            listed = ", ".join(f"v{v}" for v in versions)
             raise AdapterNotFoundError(
-                f"{parsed.tenant}/{parsed.name} has no version v{version} (versions: {versions})"
+                f"{parsed.tenant}/{parsed.name} has no version v{version} (versions: {listed})"
             )
+        folder = self.storage.version_folder(key, version)
         card = AdapterCard.from_json(
-            (vdir / CARD_FILE).read_text(encoding="utf-8"), where=str(vdir / CARD_FILE)
+            (folder / CARD_FILE).read_text(encoding="utf-8"), where=str(folder / CARD_FILE)
         )
-        return ResolvedAdapter(card=card, folder=vdir, current=version == current)
+        return ResolvedAdapter(card=card, folder=folder, current=version == current)
 
     def current_version(self, tenant: str, name: str) -> int | None:
         """The current version number: one small file read, cheap enough for every request."""
@@ -173,18 +199,13 @@ class AdapterRegistry:
     def pointer(self, tenant: str, name: str) -> Pointer:
         """The current version, its history and the running canary: one small file read, cheap
         enough for every request (an adapter that does not exist has an empty pointer)."""
-        return self._read_pointer(self._name_dir(tenant, name))
+        return self._read_pointer(self._key(tenant, name))
 
     def history(self, ref: str | AdapterRef) -> builtins.list[HistoryEvent]:
         """What happened to ``tenant/name`` and why, oldest first."""
         parsed = parse_ref(ref)
-        path = self._name_dir(parsed.tenant, parsed.name) / HISTORY
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
         events = []
-        for line in lines:
+        for line in self.storage.events(self._key(parsed.tenant, parsed.name)):
             try:
                 data = json.loads(line)
                 events.append(
@@ -202,27 +223,20 @@ class AdapterRegistry:
 
     def list(self, tenant: str | None = None) -> builtins.list[AdapterEntry]:
         """Every adapter name (of one tenant, or all), sorted."""
-        if not self.root.is_dir():
-            return []
-        tenants = (
-            [self.root / tenant] if tenant else sorted(p for p in self.root.iterdir() if p.is_dir())
-        )
+        tenants = [check_name(tenant, "tenant")] if tenant else self.storage.children("")
         entries = []
-        for tdir in tenants:
-            if not tdir.is_dir():
-                continue
-            for ndir in sorted(
-                p for p in tdir.iterdir() if p.is_dir() and not p.name.startswith(".")
-            ):
-                versions = self._versions(ndir)
+        for owner in tenants:
+            for name in self.storage.children(owner):
+                key = f"{owner}/{name}"
+                versions = self.storage.versions(key)
                 if not versions:
                     continue
-                state = self._read_pointer(ndir)
-                kind = self._card(ndir / f"v{versions[-1]}").kind
+                state = self._read_pointer(key)
+                kind = self._card(key, versions[-1]).kind
                 entries.append(
                     AdapterEntry(
-                        tdir.name,
-                        ndir.name,
+                        owner,
+                        name,
                         tuple(versions),
                         state.current,
                         state.history,
@@ -234,11 +248,11 @@ class AdapterRegistry:
 
     def cards(self, tenant: str, name: str) -> builtins.list[AdapterCard]:
         """The cards of every version of ``tenant/name``, oldest first."""
-        folder = self._name_dir(tenant, name)
-        versions = self._versions(folder)
+        key = self._key(tenant, name)
+        versions = self.storage.versions(key)
         if not versions:
-            raise AdapterNotFoundError(f"no adapter {tenant}/{name} under {self.root}")
-        return [self._card(folder / f"v{v}") for v in versions]
+            raise AdapterNotFoundError(f"no adapter {tenant}/{name} under {self.storage.location}")
+        return [self._card(key, v) for v in versions]
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -260,36 +274,42 @@ class AdapterRegistry:
         stored = read_adapter(source)  # integrity first: nothing is written for a broken adapter
         tenant = check_name(tenant or stored.card.tenant, "tenant")
         name = check_name(name or stored.card.name, "adapter name")
-        folder = self._name_dir(tenant, name)
-        folder.mkdir(parents=True, exist_ok=True)
-        with self._lock(folder):
-            running = self._read_pointer(folder).canary
-            if promote and running is not None:
-                raise CanaryError(
-                    f"a canary of v{running.version} is running for {tenant}/{name}: register "
-                    "without promoting, or end the canary first (ragtune adapters promote or "
-                    "rollback)"
-                )
-            version = (self._versions(folder) or [0])[-1] + 1
-            staging = folder / f".staging-{uuid.uuid4().hex}"
-            try:
-                shutil.copytree(stored.folder, staging)
-                card = replace(stored.card, tenant=tenant, name=name, version=version)
-                _write_atomic(staging / CARD_FILE, card.to_json())
-                if check is not None:
-                    check(staging)
-                os.replace(staging, folder / f"v{version}")
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            _fsync_dir(folder)
-            state = self._read_pointer(folder)
-            current = state.current
-            if current is None or promote:
-                self._move_pointer(folder, state, version)
-                why = "the first version" if current is None else "registered with promote"
-                self._log(folder, "promoted", version, why)
-                current = version
-        return ResolvedAdapter(card=card, folder=folder / f"v{version}", current=current == version)
+        key = self._key(tenant, name)
+        running = self._read_pointer(key).canary
+        if promote and running is not None:
+            raise CanaryError(
+                f"a canary of v{running.version} is running for {tenant}/{name}: register "
+                "without promoting, or end the canary first (ragtune adapters promote or "
+                "rollback)"
+            )
+
+        def card_for(version: int) -> str:
+            return replace(stored.card, tenant=tenant, name=name, version=version).to_json()
+
+        staging = self.storage.staging_folder(key)
+        try:
+            shutil.copytree(stored.folder, staging, dirs_exist_ok=True)
+            (staging / CARD_FILE).write_text(
+                card_for((self.storage.versions(key) or [0])[-1] + 1), encoding="utf-8"
+            )
+            if check is not None:
+                check(staging)
+            version = self.storage.publish(key, staging, card_for)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+        def make_current(state: Pointer) -> tuple[Pointer, builtins.list[_Event]] | None:
+            if state.current is not None and not promote:
+                return None
+            if state.canary is not None:  # started while the version uploaded: it stays put
+                return None
+            why = "the first version" if state.current is None else "registered with promote"
+            return _moved(state, version), [_Event("promoted", version, why)]
+
+        state = self._update(key, make_current)
+        card = replace(stored.card, tenant=tenant, name=name, version=version)
+        folder = self.storage.version_folder(key, version)
+        return ResolvedAdapter(card=card, folder=folder, current=state.current == version)
 
     def promote(
         self,
@@ -310,9 +330,8 @@ class AdapterRegistry:
         target = self.resolve(AdapterRef(parsed.tenant, parsed.name, version))
         if check is not None:
             check(target.folder)  # refuse before the pointer moves
-        folder = self._name_dir(parsed.tenant, parsed.name)
-        with self._lock(folder):
-            state = self._read_pointer(folder)
+
+        def make_current(state: Pointer) -> tuple[Pointer, builtins.list[_Event]] | None:
             canary = state.canary
             if canary is not None and canary.version != version:
                 raise CanaryError(
@@ -320,10 +339,14 @@ class AdapterRegistry:
                     f"promote v{canary.version} to end it, or end it first with "
                     f"`ragtune adapters rollback {parsed.tenant}/{parsed.name}`"
                 )
-            if state.current != version or canary is not None:
-                self._move_pointer(folder, state, version)
-                action = "canary promoted" if canary is not None else "promoted"
-                self._log(folder, action, version, "promoted by hand", _plan(canary))
+            if state.current == version and canary is None:
+                return None
+            action = "canary promoted" if canary is not None else "promoted"
+            return _moved(state, version), [
+                _Event(action, version, "promoted by hand", _plan(canary))
+            ]
+
+        self._update(self._key(parsed.tenant, parsed.name), make_current)
         return replace(target, current=True)
 
     def rollback(
@@ -332,33 +355,39 @@ class AdapterRegistry:
         """Return ``tenant/name`` to the version that was current before the current one; while
         a canary runs, end it instead (the current version stays current)."""
         parsed = parse_ref(ref)
-        folder = self._name_dir(parsed.tenant, parsed.name)
-        if self._read_pointer(folder).canary is not None:
+        key = self._key(parsed.tenant, parsed.name)
+        if self._read_pointer(key).canary is not None:
             self.end_canary(parsed, reason="rolled back by hand")
             return self.resolve(parsed.unversioned)
-        with self._lock(folder):
-            state = self._read_pointer(folder)
+        versions: set[int] = set(self.storage.versions(key))
+        checked: dict[int, ResolvedAdapter] = {}
+
+        def step_back(state: Pointer) -> tuple[Pointer, builtins.list[_Event]] | None:
             if state.canary is not None:
                 raise CanaryError(
                     f"a canary of {parsed.tenant}/{parsed.name} started meanwhile: run the "
                     "rollback again to end it"
                 )
-            current, history = state.current, list(state.history)
-            versions: set[int] = set(self._versions(folder))
+            history = list(state.history)
             while history and history[-1] not in versions:  # a deleted version is skipped
                 history = history[:-1]
             if not history:
                 raise AdapterError(
                     f"{parsed.tenant}/{parsed.name} has nothing to roll back to: "
-                    f"v{current} is the only version that was ever current"
+                    f"v{state.current} is the only version that was ever current"
                 )
             previous = history[-1]
-            target = self.resolve(AdapterRef(parsed.tenant, parsed.name, previous))
-            if check is not None:
-                check(target.folder)
-            self._write_pointer(folder, Pointer(previous, tuple(history[:-1])))
-            self._log(folder, "rolled back", previous, f"from v{current}")
-        return replace(target, current=True)
+            if previous not in checked:
+                target = self.resolve(AdapterRef(parsed.tenant, parsed.name, previous))
+                if check is not None:
+                    check(target.folder)
+                checked[previous] = target
+            event = _Event("rolled back", previous, f"from v{state.current}")
+            return Pointer(previous, tuple(history[:-1])), [event]
+
+        state = self._update(key, step_back)
+        assert state.current is not None
+        return replace(checked[state.current], current=True)
 
     # -- canaries --------------------------------------------------------------------------------
 
@@ -372,9 +401,9 @@ class AdapterRegistry:
         parsed = parse_ref(ref)
         name = f"{parsed.tenant}/{parsed.name}"
         self.resolve(AdapterRef(parsed.tenant, parsed.name, version))
-        folder = self._name_dir(parsed.tenant, parsed.name)
-        with self._lock(folder):
-            state = self._read_pointer(folder)
+        canary = Canary(version, plan)
+
+        def start(state: Pointer) -> tuple[Pointer, builtins.list[_Event]] | None:
             if state.canary is not None:
                 raise CanaryError(
                     f"a canary of v{state.canary.version} is already running for {name} (share "
@@ -391,15 +420,11 @@ class AdapterRegistry:
                     f"v{version} is already current for {name}: a canary needs another version "
                     "(`ragtune adapters list` shows them)"
                 )
-            canary = Canary(version, plan)
-            self._write_pointer(folder, replace(state, canary=canary))
-            self._log(
-                folder,
-                "canary started",
-                version,
-                f"{plan.share:g} of traffic, against v{state.current}",
-                canary.to_json(),
-            )
+            reason = f"{plan.share:g} of traffic, against v{state.current}"
+            event = _Event("canary started", version, reason, canary.to_json())
+            return replace(state, canary=canary), [event]
+
+        self._update(self._key(parsed.tenant, parsed.name), start)
         return canary
 
     def record_look(
@@ -415,16 +440,21 @@ class AdapterRegistry:
         nothing written) when that canary has ended or the look was recorded already (by
         another process that got there first)."""
         parsed = parse_ref(ref)
-        folder = self._name_dir(parsed.tenant, parsed.name)
-        with self._lock(folder):
-            state = self._read_pointer(folder)
+        recorded = False
+
+        def record(state: Pointer) -> tuple[Pointer, builtins.list[_Event]] | None:
+            nonlocal recorded
             canary = state.canary
-            if canary is None or canary.id != canary_id or canary.looks_done >= look:
-                return False
+            recorded = not (canary is None or canary.id != canary_id or canary.looks_done >= look)
+            if canary is None or not recorded:
+                return None
             updated = replace(canary, looks_done=look, status=status)
-            self._write_pointer(folder, replace(state, canary=updated))
-            self._log(folder, "canary look", canary.version, reason, detail)
-        return True
+            return replace(state, canary=updated), [
+                _Event("canary look", canary.version, reason, detail)
+            ]
+
+        self._update(self._key(parsed.tenant, parsed.name), record)
+        return recorded
 
     def end_canary(
         self,
@@ -438,137 +468,121 @@ class AdapterRegistry:
         history. With ``canary_id``, only that canary: :class:`CanaryError` when it has ended."""
         parsed = parse_ref(ref)
         name = f"{parsed.tenant}/{parsed.name}"
-        folder = self._name_dir(parsed.tenant, parsed.name)
-        with self._lock(folder):
-            state = self._read_pointer(folder)
+        ended: list[Canary] = []
+
+        def end(state: Pointer) -> tuple[Pointer, builtins.list[_Event]] | None:
             canary = state.canary
             if canary is None or (canary_id is not None and canary.id != canary_id):
                 raise CanaryError(f"no canary is running for {name}: nothing to end")
-            self._write_pointer(folder, replace(state, canary=None))
-            self._log(
-                folder,
-                "canary rolled back",
-                canary.version,
-                reason,
-                {**_plan(canary), **(detail or {})},
+            ended[:] = [canary]
+            event = _Event(
+                "canary rolled back", canary.version, reason, {**_plan(canary), **(detail or {})}
             )
-        return canary
+            return replace(state, canary=None), [event]
+
+        self._update(self._key(parsed.tenant, parsed.name), end)
+        return ended[0]
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _name_dir(self, tenant: str, name: str) -> Path:
+    @staticmethod
+    def _key(tenant: str, name: str) -> str:
         try:
-            return self.root / check_name(tenant, "tenant") / check_name(name, "adapter name")
+            return f"{check_name(tenant, 'tenant')}/{check_name(name, 'adapter name')}"
         except ValueError as exc:
             raise AdapterNotFoundError(str(exc)) from exc
 
-    @staticmethod
-    def _versions(folder: Path) -> builtins.list[int]:
-        if not folder.is_dir():
-            return []
-        found = []
-        for child in folder.iterdir():
-            match = _VERSION_DIR.match(child.name)
-            if match and (child / CARD_FILE).is_file():
-                found.append(int(match[1]))
-        return sorted(found)
+    def _card(self, key: str, version: int) -> AdapterCard:
+        where = f"{self.storage.location}/{key}/v{version}/{CARD_FILE}"
+        blob = self.storage.read(f"{key}/v{version}/{CARD_FILE}")
+        if blob is None:
+            raise AdapterCorruptError(f"{where} is missing: re-register the version")
+        return AdapterCard.from_json(blob.text, where=where)
 
-    @staticmethod
-    def _card(vdir: Path) -> AdapterCard:
-        return AdapterCard.from_json(
-            (vdir / CARD_FILE).read_text(encoding="utf-8"), where=str(vdir / CARD_FILE)
+    def _read_pointer(self, key: str) -> Pointer:
+        return _parse_pointer(self.storage.read(f"{key}/{POINTER}"), self._where(key))
+
+    def _where(self, key: str) -> str:
+        return f"{self.storage.location}/{key}/{POINTER}"
+
+    def _update(self, key: str, change: _Change) -> Pointer:
+        """Apply ``change`` to the pointer of ``key`` by compare-and-swap, retried while other
+        writers get in first; its events are logged once the pointer is written. Returns the
+        pointer as it stands after (unchanged where ``change`` returned None)."""
+        path = f"{key}/{POINTER}"
+        for attempt in range(_SWAP_TRIES):
+            blob = self.storage.read(path)
+            state = _parse_pointer(blob, self._where(key))
+            outcome = change(state)
+            if outcome is None:
+                return state
+            new, events = outcome
+            text = _pointer_text(new)
+            written = (
+                self.storage.create(path, text)
+                if blob is None
+                else self.storage.swap(path, text, blob.tag)
+            )
+            if written:
+                for event in events:
+                    self._log(key, event)
+                return new
+            time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())
+        raise AdapterError(
+            f"{key}'s pointer kept changing under {_SWAP_TRIES} tries (other writers): try again"
         )
 
-    @staticmethod
-    def _read_pointer(folder: Path) -> Pointer:
-        path = folder / POINTER
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return Pointer(None)
-        except ValueError as exc:
-            raise AdapterCorruptError(
-                f"{path} is damaged ({exc}); promote a version again to rewrite it"
-            ) from exc
-        current = data.get("current") if isinstance(data, dict) else None
-        history = data.get("history", []) if isinstance(data, dict) else None
-        if not (current is None or isinstance(current, int)) or not isinstance(history, list):
-            raise AdapterCorruptError(f"{path} is damaged; promote a version again to rewrite it")
-        canary = None
-        if data.get("canary") is not None:
-            try:
-                canary = Canary.from_json(data["canary"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise AdapterCorruptError(
-                    f"{path} holds a damaged canary ({exc}); end it with `ragtune adapters "
-                    "promote` of a version, which rewrites the pointer"
-                ) from exc
-        return Pointer(current, tuple(int(v) for v in history), canary)
-
-    @staticmethod
-    def _write_pointer(folder: Path, pointer: Pointer) -> None:
-        data: dict[str, Any] = {"current": pointer.current, "history": list(pointer.history[-50:])}
-        if pointer.canary is not None:
-            data["canary"] = pointer.canary.to_json()
-        _write_atomic(folder / POINTER, json.dumps(data) + "\n")
-        _fsync_dir(folder)
-
-    def _move_pointer(self, folder: Path, state: Pointer, version: int) -> None:
-        """Make ``version`` current (the old current goes to history); any canary ends."""
-        history = state.history
-        if state.current is not None and state.current != version:
-            history = (*history, state.current)
-        self._write_pointer(folder, Pointer(version, history))
-
-    @staticmethod
-    def _log(
-        folder: Path,
-        action: str,
-        version: int | None,
-        reason: str = "",
-        detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Append one event to the history (called with the lock held): one ``write``, synced."""
-        event = {
+    def _log(self, key: str, event: _Event) -> None:
+        """Append one event to the history, durably."""
+        line = {
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "action": action,
-            "version": version,
-            "reason": reason,
-            "detail": dict(detail or {}),
+            "action": event.action,
+            "version": event.version,
+            "reason": event.reason,
+            "detail": dict(event.detail),
         }
-        with open(folder / HISTORY, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        self.storage.append_event(key, json.dumps(line, default=str))
 
-    @staticmethod
-    @contextmanager
-    def _lock(folder: Path) -> Iterator[None]:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+
+def _moved(state: Pointer, version: int) -> Pointer:
+    """``version`` made current (the old current goes to history); any canary ends."""
+    history = state.history
+    if state.current is not None and state.current != version:
+        history = (*history, state.current)
+    return Pointer(version, history)
+
+
+def _pointer_text(pointer: Pointer) -> str:
+    data: dict[str, Any] = {"current": pointer.current, "history": list(pointer.history[-50:])}
+    if pointer.canary is not None:
+        data["canary"] = pointer.canary.to_json()
+    return json.dumps(data) + "\n"
+
+
+def _parse_pointer(blob: Blob | None, where: str) -> Pointer:
+    if blob is None:
+        return Pointer(None)
+    try:
+        data = json.loads(blob.text)
+    except ValueError as exc:
+        raise AdapterCorruptError(
+            f"{where} is damaged ({exc}); promote a version again to rewrite it"
+        ) from exc
+    current = data.get("current") if isinstance(data, dict) else None
+    history = data.get("history", []) if isinstance(data, dict) else None
+    if not (current is None or isinstance(current, int)) or not isinstance(history, list):
+        raise AdapterCorruptError(f"{where} is damaged; promote a version again to rewrite it")
+    canary = None
+    if data.get("canary") is not None:
+        try:
+            canary = Canary.from_json(data["canary"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AdapterCorruptError(
+                f"{where} holds a damaged canary ({exc}); end it with `ragtune adapters "
+                "promote` of a version, which rewrites the pointer"
+            ) from exc
+    return Pointer(current, tuple(int(v) for v in history), canary)
 
 
 def _plan(canary: Canary | None) -> dict[str, Any]:
     return {} if canary is None else {"canary": canary.to_json()}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -219,7 +219,7 @@ class ConfigFront:
         from ragtune.live.recorder import LiveRecorder
         from ragtune.telemetry import Telemetry
 
-        self.registry = AdapterRegistry(cfg.adapters.root)
+        self.registry = AdapterRegistry(cfg.adapters.root, cache=cfg.adapters.cache)
         self.defaults = cfg.assistant_policy().adapters
         redact = (lambda text: scrub(text).text) if cfg.guard.redact_pii else None
         self.live: LiveRecorder | None = (

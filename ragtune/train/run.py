@@ -6,7 +6,8 @@
    Split them all by document.
 2. Encode them with the inference prompt, make a fresh adapter of the configured kind on the
    base model, and train it (:mod:`ragtune.train.loop`), checkpointing under
-   ``<adapters.root>/.training/``: the same command run again after an interruption resumes.
+   ``<adapters.root>/.training/`` (``<adapters.cache>/.training/`` for an ``s3://`` registry):
+   the same command run again after an interruption resumes.
 3. Save the adapter with its card (base model hash, data hash, hyper-parameters, validation
    metrics) and register it as the next version of ``tenant/name`` in the registry.
 """
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import ConfigError, ModelError, TrainingError
 from ragtune.eval.questions import EvalQuestion, read_questions
+from ragtune.generate.registry_storage import is_url
 from ragtune.settings import pick
 from ragtune.train.data import (
     DataSettings,
@@ -218,9 +220,10 @@ def train_adapter(
     if texts:
         data_sha = hashlib.sha256(f"{data_sha}+lm:{texts_sha256(texts)}".encode()).hexdigest()
         parts += [data_sha, objective, weight]
-    root = Path(cfg.adapters.root)
+    root, cache = cfg.adapters.root, cfg.adapters.cache
     run_id = _fingerprint(*parts)[:16]
-    checkpoints = root / ".training" / tenant / name / run_id
+    local = cache if is_url(root) else Path(root)  # checkpoints stay on this machine
+    checkpoints = local / ".training" / tenant / name / run_id
     pad_id = base.tokenizer.pad_token_id
     if pad_id is None:
         pad_id = base.tokenizer.eos_token_id
@@ -265,7 +268,9 @@ def train_adapter(
     staging = checkpoints / "adapter"
     shutil.rmtree(staging, ignore_errors=True)
     save_adapter(peft_model, staging, card)
-    registered = AdapterRegistry(root).register(staging, tenant=tenant, name=name, promote=promote)
+    registered = AdapterRegistry(root, cache=cache).register(
+        staging, tenant=tenant, name=name, promote=promote
+    )
     shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainedAdapter(registered, result, counts)
 

@@ -1,0 +1,473 @@
+"""Where the adapter registry keeps its files: a folder, or object storage through fsspec.
+
+The registry (:mod:`ragtune.generate.registry`) needs five things of its storage, and both kinds
+below give them with the same guarantees:
+
+- **a pointer replaced by compare-and-swap**: :meth:`read` returns a file's text with a tag of
+  that exact content; :meth:`create` writes only where nothing is, :meth:`swap` only where the
+  tag still holds. Two processes promoting at once cannot both win, and a reader sees the old or
+  the new pointer, never a torn one;
+- **immutable versions published whole**: :meth:`publish` allocates the next version number and
+  stores a staged folder under it; the card (``adapter.json``) goes last, and a version without a
+  card is not a version, so a crash mid-upload leaves nothing a reader would load;
+- **an append-only history** (:meth:`append_event`, :meth:`events`);
+- **listing** of tenants, names and versions;
+- **a local folder for each version** (:meth:`version_folder`), which the model loader reads.
+
+:class:`FolderStorage` is a folder (local, or shared between machines over NFS): locks with
+``flock``, writes with write-fsync-rename. :class:`S3Storage` is an ``s3://`` bucket through
+s3fs: the pointer's tag is its ETag and is read in the same GET as its content, ``create`` is a
+PUT with ``If-None-Match: *`` and ``swap`` a PUT with ``If-Match: <etag>`` (S3's conditional
+writes, 2024; MinIO and Ceph RGW have them too), version numbers are claimed with a conditional
+create, the history is one object per event (object storage has no append), and versions are
+downloaded once into a local cache (they never change once their card is written). Other fsspec
+protocols are refused by :func:`open_storage`: fsspec's generic ``mode="create"`` checks and then
+writes, which two writers can both pass.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from ragtune.errors import AdapterError
+
+__all__ = [
+    "DEFAULT_CACHE",
+    "DEFAULT_ROOT",
+    "Blob",
+    "FolderStorage",
+    "RegistryStorage",
+    "S3Storage",
+    "is_url",
+    "open_storage",
+]
+
+DEFAULT_ROOT = "adapters"
+"""``adapters.root``'s default: a folder relative to the working directory."""
+DEFAULT_CACHE = Path(".ragtune/adapter-cache")
+"""``adapters.cache``'s default (relative to the working directory)."""
+CARD = "adapter.json"
+"""The file that makes a version a version: written last (same as ``adapters.CARD_FILE``)."""
+_VERSION = re.compile(r"^v([1-9][0-9]*)$")
+_HISTORY_FILE = "history.jsonl"
+_HISTORY_DIR = "history"
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A small file's text and a tag naming that exact content (a hash, or an S3 ETag)."""
+
+    text: str
+    tag: str
+
+
+class RegistryStorage(Protocol):
+    """What the adapter registry stores its files in. Keys are ``/``-separated, relative to the
+    registry's root: ``tenant/name/current.json``."""
+
+    @property
+    def location(self) -> str:
+        """The root, as the user wrote it (for messages)."""
+        ...
+
+    def read(self, key: str) -> Blob | None:
+        """The file's text and tag, or None where there is no such file."""
+        ...
+
+    def create(self, key: str, text: str) -> bool:
+        """Write ``text`` only if ``key`` does not exist; False (nothing written) if it does."""
+        ...
+
+    def swap(self, key: str, text: str, tag: str) -> bool:
+        """Replace ``key`` only if it still holds the content ``tag`` names; False otherwise."""
+        ...
+
+    def children(self, key: str) -> list[str]:
+        """The names of the folders directly under ``key`` (``""``: the root), sorted, without
+        hidden ones; empty where ``key`` does not exist."""
+        ...
+
+    def versions(self, name_key: str) -> list[int]:
+        """The published versions of ``tenant/name`` (those with a card), ascending."""
+        ...
+
+    def publish(self, name_key: str, staged: Path, card_for: Callable[[int], str]) -> int:
+        """Store the folder ``staged`` as the next version of ``name_key``, its card
+        ``card_for(version)`` written last; returns the version number. ``staged`` is left in
+        place for the caller to remove."""
+        ...
+
+    def staging_folder(self, name_key: str) -> Path:
+        """A new empty local folder to stage a version in before :meth:`publish`."""
+        ...
+
+    def version_folder(self, name_key: str, version: int) -> Path:
+        """A local folder holding that published version's files (read it, never write it)."""
+        ...
+
+    def append_event(self, name_key: str, line: str) -> None:
+        """Add one line (a JSON object) to ``name_key``'s history, durably."""
+        ...
+
+    def events(self, name_key: str) -> list[str]:
+        """The history's lines, oldest first."""
+        ...
+
+
+def is_url(root: str | Path) -> bool:
+    """True for an object-storage root (``s3://bucket/prefix``); a path otherwise.
+
+    >>> is_url("s3://models/adapters"), is_url("adapters"), is_url("file:///srv/adapters")
+    (True, False, False)
+    """
+    text = str(root)
+    return "://" in text and not text.startswith("file://")
+
+
+def open_storage(root: str | Path, cache: Path) -> RegistryStorage:
+    """The storage for an ``adapters.root``: a folder, or ``s3://bucket/prefix``.
+
+    ``cache`` is the local folder object-storage versions are downloaded to (unused for a folder).
+    Raises :class:`AdapterError` for another protocol, or when s3fs is not installed.
+    """
+    text = str(root)
+    if text.startswith("file://"):
+        return FolderStorage(Path(text.removeprefix("file://")))
+    if not is_url(text):
+        return FolderStorage(Path(text))
+    protocol = text.split("://", 1)[0].lower()
+    if protocol in ("s3", "s3a"):
+        return S3Storage(text, cache)
+    raise AdapterError(
+        f"adapters.root {text!r}: a registry on {protocol}:// is not supported, because its "
+        "pointer needs atomic conditional writes that ragtune only drives on S3 (s3://, also "
+        "MinIO and Ceph); use s3://bucket/prefix, or a folder shared by every replica (NFS)"
+    )
+
+
+def _tag(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FolderStorage:
+    """The registry in a folder: ``flock`` for writers, write-fsync-rename for every file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def read(self, key: str) -> Blob | None:
+        try:
+            data = (self.root / key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return Blob(data.decode("utf-8", errors="replace"), _tag(data))
+
+    def create(self, key: str, text: str) -> bool:
+        path = self.root / key
+        with _flock(path.parent):
+            if path.exists():
+                return False
+            _write_atomic(path, text)
+        return True
+
+    def swap(self, key: str, text: str, tag: str) -> bool:
+        path = self.root / key
+        with _flock(path.parent):
+            try:
+                if _tag(path.read_bytes()) != tag:
+                    return False
+            except FileNotFoundError:
+                return False
+            _write_atomic(path, text)
+        return True
+
+    def children(self, key: str) -> list[str]:
+        folder = self.root / key if key else self.root
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name[0] != ".")
+
+    def versions(self, name_key: str) -> list[int]:
+        folder = self.root / name_key
+        if not folder.is_dir():
+            return []
+        found = []
+        for child in folder.iterdir():
+            match = _VERSION.match(child.name)
+            if match and (child / CARD).is_file():
+                found.append(int(match[1]))
+        return sorted(found)
+
+    def publish(self, name_key: str, staged: Path, card_for: Callable[[int], str]) -> int:
+        folder = self.root / name_key
+        with _flock(folder):
+            version = (self.versions(name_key) or [0])[-1] + 1
+            _write_atomic(staged / CARD, card_for(version))
+            target = folder / f"v{version}"
+            shutil.rmtree(target, ignore_errors=True)  # a card-less leftover is not a version
+            os.replace(staged, target)  # one rename: the whole version appears at once
+        _fsync_dir(folder)
+        return version
+
+    def staging_folder(self, name_key: str) -> Path:
+        folder = self.root / name_key
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = folder / f".staging-{uuid.uuid4().hex}"  # same disk: publish is one rename
+        staged.mkdir()
+        return staged
+
+    def version_folder(self, name_key: str, version: int) -> Path:
+        return self.root / name_key / f"v{version}"
+
+    def append_event(self, name_key: str, line: str) -> None:
+        path = self.root / name_key / _HISTORY_FILE
+        with _flock(path.parent), open(path, "a", encoding="utf-8") as handle:
+            handle.write(line.rstrip("\n") + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def events(self, name_key: str) -> list[str]:
+        try:
+            text = (self.root / name_key / _HISTORY_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return text.splitlines()
+
+
+class S3Storage:
+    """The registry in an S3 bucket (AWS, MinIO, Ceph RGW) through s3fs.
+
+    Credentials and endpoint come from the usual places (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` for MinIO or a local server, ``~/.aws``).
+    Versions are downloaded to ``cache/<hash of the root>/tenant/name/vN`` once and read from
+    there afterwards: a published version never changes.
+    """
+
+    def __init__(self, url: str, cache: Path) -> None:
+        try:
+            import s3fs
+        except ImportError as exc:
+            raise AdapterError(
+                f"adapters.root {url!r} is on S3, which needs s3fs: pip install 'ragtune[s3]'"
+            ) from exc
+        self.url = url.rstrip("/")
+        self._prefix = self.url.split("://", 1)[1]
+        self.fs = s3fs.S3FileSystem(
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, skip_instance_cache=True
+        )
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.cache = cache / digest
+
+    @property
+    def location(self) -> str:
+        return self.url
+
+    def _path(self, key: str) -> str:
+        return f"{self._prefix}/{key}" if key else self._prefix
+
+    def read(self, key: str) -> Blob | None:
+        from fsspec.asyn import sync
+
+        bucket, name, _ = self.fs.split_path(self._path(key))
+
+        async def get() -> tuple[bytes, str]:
+            reply = await self.fs._call_s3("get_object", Bucket=bucket, Key=name)
+            async with reply["Body"] as body:
+                data = await body.read()
+            return data, str(reply["ETag"])  # content and tag from one response
+
+        try:
+            data, etag = self._call(lambda: sync(self.fs.loop, get))
+        except FileNotFoundError:
+            return None
+        return Blob(data.decode("utf-8", errors="replace"), etag)
+
+    def create(self, key: str, text: str) -> bool:
+        return self._put(key, text, {"IfNoneMatch": "*"})
+
+    def swap(self, key: str, text: str, tag: str) -> bool:
+        return self._put(key, text, {"IfMatch": tag})
+
+    def _put(self, key: str, text: str, condition: dict[str, str]) -> bool:
+        bucket, name, _ = self.fs.split_path(self._path(key))
+        try:
+            self._call(
+                lambda: self.fs.call_s3(
+                    "put_object", Bucket=bucket, Key=name, Body=text.encode(), **condition
+                )
+            )
+        except (FileExistsError, FileNotFoundError):
+            return False  # If-None-Match met an object, or If-Match met none
+        except OSError as exc:
+            if _lost_race(exc):
+                return False
+            raise
+        self.fs.invalidate_cache(self._path(key))
+        return True
+
+    def children(self, key: str) -> list[str]:
+        try:
+            entries = self._call(lambda: self.fs.ls(self._path(key), detail=True, refresh=True))
+        except FileNotFoundError:
+            return []
+        names = (str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        kinds = (e.get("type") for e in entries)
+        return sorted(
+            n for n, k in zip(names, kinds, strict=True) if k == "directory" and n[0] != "."
+        )
+
+    def versions(self, name_key: str) -> list[int]:
+        pattern = self._path(f"{name_key}/v*/{CARD}")
+        found = self._call(lambda: self.fs.glob(pattern, refresh=True))
+        numbers = []
+        for path in found:
+            match = _VERSION.match(str(path).rsplit("/", 2)[-2])
+            if match:
+                numbers.append(int(match[1]))
+        return sorted(numbers)
+
+    def publish(self, name_key: str, staged: Path, card_for: Callable[[int], str]) -> int:
+        version = (self.versions(name_key) or [0])[-1] + 1
+        claim = json.dumps({"claimed": time.time(), "by": uuid.uuid4().hex})
+        while not self.create(f"{name_key}/v{version}/.claim", claim):
+            version += 1  # claimed by another writer, or a crashed upload: never reused
+        files = [p for p in sorted(staged.rglob("*")) if p.is_file() and p.name != CARD]
+        for path in files:
+            target = self._path(f"{name_key}/v{version}/{path.relative_to(staged).as_posix()}")
+            self._call(partial(self.fs.put_file, str(path), target))
+        (staged / CARD).write_text(card_for(version), encoding="utf-8")
+        if not self.create(f"{name_key}/v{version}/{CARD}", (staged / CARD).read_text("utf-8")):
+            raise AdapterError(f"{self.url}/{name_key}/v{version} got a card from another writer")
+        return version
+
+    def staging_folder(self, name_key: str) -> Path:
+        self.cache.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.cache))
+
+    def version_folder(self, name_key: str, version: int) -> Path:
+        local = self.cache / name_key / f"v{version}"
+        if (local / CARD).is_file():
+            return local
+        local.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=local.parent))
+        try:
+            remote = self._path(f"{name_key}/v{version}")
+            paths = self._call(lambda: self.fs.find(remote, refresh=True))
+            for path in paths:
+                relative = str(path)[len(remote) + 1 :]
+                if relative == ".claim":
+                    continue
+                (staged / relative).parent.mkdir(parents=True, exist_ok=True)
+                self._call(partial(self.fs.get_file, path, str(staged / relative)))
+            if not (staged / CARD).is_file():
+                raise AdapterError(f"{remote} has no {CARD}: it is not a published version")
+            try:
+                os.replace(staged, local)
+            except OSError:
+                if not (local / CARD).is_file():  # another process won the rename: use theirs
+                    raise
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        return local
+
+    def append_event(self, name_key: str, line: str) -> None:
+        # Object storage has no append: one object per event, named to sort by time.
+        key = f"{name_key}/{_HISTORY_DIR}/{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+        self.create(key, line.rstrip("\n") + "\n")
+
+    def events(self, name_key: str) -> list[str]:
+        folder = self._path(f"{name_key}/{_HISTORY_DIR}")
+        try:
+            paths = sorted(self._call(lambda: self.fs.find(folder, refresh=True)))
+        except FileNotFoundError:
+            return []
+        if not paths:
+            return []
+        contents: dict[str, bytes] = self._call(lambda: self.fs.cat(paths))
+        return [contents[p].decode("utf-8", errors="replace").rstrip("\n") for p in paths]
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        """Run one storage call; an unreachable endpoint or refused credentials become an
+        :class:`AdapterError` naming the registry and what to check."""
+        try:
+            return action()
+        except (FileNotFoundError, FileExistsError):
+            raise
+        except PermissionError as exc:
+            raise AdapterError(
+                f"the adapter registry {self.url} refused access ({exc}): check the credentials "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or ~/.aws) and the bucket's policy"
+            ) from exc
+        except OSError as exc:
+            if _lost_race(exc):
+                raise
+            raise AdapterError(
+                f"the adapter registry {self.url} cannot be reached ({exc}): check "
+                "AWS_ENDPOINT_URL, the network and that the bucket exists; nothing was changed"
+            ) from exc
+        except Exception as exc:  # botocore's connection errors are not OSErrors
+            if type(exc).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
+                raise AdapterError(
+                    f"the adapter registry {self.url} cannot be reached ({exc}): check "
+                    "AWS_ENDPOINT_URL, the network and that the bucket exists; nothing was changed"
+                ) from exc
+            raise
+
+
+def _lost_race(exc: BaseException) -> bool:
+    """A conditional write refused: 412 PreconditionFailed, or 409 ConditionalRequestConflict
+    (S3's answer to two conditional writes of one key at the same moment)."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = str(response.get("Error", {}).get("Code", ""))
+    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+
+
+@contextmanager
+def _flock(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
