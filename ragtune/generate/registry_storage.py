@@ -65,6 +65,7 @@ CARD = "adapter.json"
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 _HISTORY_FILE = "history.jsonl"
 _HISTORY_DIR = "history"
+_CLAIM_TRIES = 100
 
 
 @dataclass(frozen=True)
@@ -314,8 +315,10 @@ class S3Storage:
                     "put_object", Bucket=bucket, Key=name, Body=text.encode(), **condition
                 )
             )
-        except (FileExistsError, FileNotFoundError):
-            return False  # If-None-Match met an object, or If-Match met none
+        except FileExistsError:
+            return False  # If-None-Match met an object
+        except FileNotFoundError:
+            return False  # If-Match met no object (a missing bucket raised in _call)
         except OSError as exc:
             if _lost_race(exc):
                 return False
@@ -347,8 +350,15 @@ class S3Storage:
     def publish(self, name_key: str, staged: Path, card_for: Callable[[int], str]) -> int:
         version = (self.versions(name_key) or [0])[-1] + 1
         claim = json.dumps({"claimed": time.time(), "by": uuid.uuid4().hex})
-        while not self.create(f"{name_key}/v{version}/.claim", claim):
+        for _ in range(_CLAIM_TRIES):
+            if self.create(f"{name_key}/v{version}/.claim", claim):
+                break
             version += 1  # claimed by another writer, or a crashed upload: never reused
+        else:
+            raise AdapterError(
+                f"{self.url}/{name_key}: {_CLAIM_TRIES} version numbers in a row were claimed by "
+                "other writers; try again"
+            )
         files = [p for p in sorted(staged.rglob("*")) if p.is_file() and p.name != CARD]
         for path in files:
             target = self._path(f"{name_key}/v{version}/{path.relative_to(staged).as_posix()}")
@@ -409,7 +419,14 @@ class S3Storage:
         :class:`AdapterError` naming the registry and what to check."""
         try:
             return action()
-        except (FileNotFoundError, FileExistsError):
+        except FileNotFoundError as exc:
+            if _error_code(exc) == "NoSuchBucket":
+                raise AdapterError(
+                    f"the bucket of the adapter registry {self.url} does not exist: create it, "
+                    "or fix adapters.root; nothing was changed"
+                ) from exc
+            raise
+        except FileExistsError:
             raise
         except PermissionError as exc:
             raise AdapterError(
@@ -432,15 +449,18 @@ class S3Storage:
             raise
 
 
+def _error_code(exc: BaseException) -> str:
+    """The S3 error code behind an error s3fs translated (``NoSuchKey``...), or ``""``."""
+    response = getattr(exc.__cause__, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 def _lost_race(exc: BaseException) -> bool:
     """A conditional write refused: 412 PreconditionFailed, or 409 ConditionalRequestConflict
     (S3's answer to two conditional writes of one key at the same moment)."""
-    cause = exc.__cause__
-    response = getattr(cause, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = str(response.get("Error", {}).get("Code", ""))
-    return code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+    return _error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 
 @contextmanager
