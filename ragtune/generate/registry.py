@@ -167,26 +167,28 @@ class AdapterRegistry:
         storage its files are downloaded to the local cache first (once per version)."""
         parsed = parse_ref(ref)
         key = self._key(parsed.tenant, parsed.name)
-        versions = self.storage.versions(key)
-        if not versions:
-            known = ", ".join(f"{e.tenant}/{e.name}" for e in self.list(parsed.tenant)) or "none"
-            raise AdapterNotFoundError(
-                f"no adapter {parsed.tenant}/{parsed.name} under {self.storage.location} "
-                f"(registered for {parsed.tenant}: {known})"
-            )
         current = self._read_pointer(key).current
         version = parsed.version if parsed.version is not None else current
-        if version is None:
-            raise AdapterNotFoundError(
-                f"{parsed.tenant}/{parsed.name} has no current version: promote one with "
-                f"`ragtune adapters promote {parsed.tenant}/{parsed.name} vN`"
-            )
-        if version not in versions:
+        # Served requests come here every time: a pointer read and, for a version seen before,
+        # nothing else (object storage: one GET). Listing happens only to explain a miss.
+        folder = self.storage.version_folder(key, version) if version is not None else None
+        if folder is None:
+            versions = self.storage.versions(key)
+            if not versions:
+                known = ", ".join(f"{e.tenant}/{e.name}" for e in self.list(parsed.tenant))
+                raise AdapterNotFoundError(
+                    f"no adapter {parsed.tenant}/{parsed.name} under {self.storage.location} "
+                    f"(registered for {parsed.tenant}: {known or 'none'})"
+                )
+            if version is None:
+                raise AdapterNotFoundError(
+                    f"{parsed.tenant}/{parsed.name} has no current version: promote one with "
+                    f"`ragtune adapters promote {parsed.tenant}/{parsed.name} vN`"
+                )
             listed = ", ".join(f"v{v}" for v in versions)
             raise AdapterNotFoundError(
                 f"{parsed.tenant}/{parsed.name} has no version v{version} (versions: {listed})"
             )
-        folder = self.storage.version_folder(key, version)
         card = AdapterCard.from_json(
             (folder / CARD_FILE).read_text(encoding="utf-8"), where=str(folder / CARD_FILE)
         )
@@ -309,6 +311,7 @@ class AdapterRegistry:
         state = self._update(key, make_current)
         card = replace(stored.card, tenant=tenant, name=name, version=version)
         folder = self.storage.version_folder(key, version)
+        assert folder is not None, "a version just published has its card"
         return ResolvedAdapter(card=card, folder=folder, current=state.current == version)
 
     def promote(

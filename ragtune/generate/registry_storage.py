@@ -116,8 +116,9 @@ class RegistryStorage(Protocol):
         """A new empty local folder to stage a version in before :meth:`publish`."""
         ...
 
-    def version_folder(self, name_key: str, version: int) -> Path:
-        """A local folder holding that published version's files (read it, never write it)."""
+    def version_folder(self, name_key: str, version: int) -> Path | None:
+        """A local folder holding that published version's files (read it, never write it);
+        None where the version is not published (no card)."""
         ...
 
     def append_event(self, name_key: str, line: str) -> None:
@@ -235,8 +236,9 @@ class FolderStorage:
         staged.mkdir()
         return staged
 
-    def version_folder(self, name_key: str, version: int) -> Path:
-        return self.root / name_key / f"v{version}"
+    def version_folder(self, name_key: str, version: int) -> Path | None:
+        folder = self.root / name_key / f"v{version}"
+        return folder if (folder / CARD).is_file() else None
 
     def append_event(self, name_key: str, line: str) -> None:
         path = self.root / name_key / _HISTORY_FILE
@@ -372,10 +374,12 @@ class S3Storage:
         self.cache.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.cache))
 
-    def version_folder(self, name_key: str, version: int) -> Path:
+    def version_folder(self, name_key: str, version: int) -> Path | None:
         local = self.cache / name_key / f"v{version}"
         if (local / CARD).is_file():
-            return local
+            return local  # published versions never change: the copy is good forever
+        if self.read(f"{name_key}/v{version}/{CARD}") is None:
+            return None
         local.parent.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=local.parent))
         try:
@@ -388,7 +392,7 @@ class S3Storage:
                 (staged / relative).parent.mkdir(parents=True, exist_ok=True)
                 self._call(partial(self.fs.get_file, path, str(staged / relative)))
             if not (staged / CARD).is_file():
-                raise AdapterError(f"{remote} has no {CARD}: it is not a published version")
+                return None  # deleted meanwhile
             try:
                 os.replace(staged, local)
             except OSError:

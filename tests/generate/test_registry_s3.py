@@ -244,3 +244,27 @@ def test_a_generator_serves_from_an_s3_registry_and_follows_its_pointer(
     assert [g.adapter_version for g in (first, second, third)] == [1, 2, 1]
     assert third.token_ids == first.token_ids
     assert (tmp_path / "replica").is_dir() and list((tmp_path / "replica").rglob("adapter.json"))
+
+
+def test_serving_a_version_seen_before_reads_only_the_pointer(
+    s3_root: str, make_adapter: MakeAdapter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = AdapterRegistry(s3_root, cache=tmp_path / "cache")
+    registry.register(make_adapter("lora", seed=1))
+    registry.resolve("acme/support")  # first time: downloaded into the cache
+    storage = registry.storage
+    reads: list[str] = []
+    original = storage.read
+
+    def counted(key: str) -> object:
+        reads.append(key)
+        return original(key)
+
+    def no_listing(*args: object) -> object:
+        raise AssertionError("a served request listed the bucket")
+
+    monkeypatch.setattr(storage, "read", counted)
+    monkeypatch.setattr(storage, "versions", no_listing)
+    monkeypatch.setattr(storage, "children", no_listing)
+    assert registry.resolve("acme/support").card.version == 1
+    assert reads == ["acme/support/current.json"]
