@@ -14,7 +14,12 @@ __all__ = ["synth"]
 
 
 def synth(
-    index: Path = typer.Option(..., "--index", "-i", help="The index folder to read."),
+    index: Path = typer.Option(
+        ...,
+        "--index",
+        "-i",
+        help="The index to read: a folder, or the schema name with a pgvector config.",
+    ),
     tenant: str = typer.Option(..., "--tenant", "-t", help="Whose chunks (no other's are read)."),
     out: Path = typer.Option(
         ..., "--out", "-o", help="The questions file to write (JSONL); its siblings go beside it."

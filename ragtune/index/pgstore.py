@@ -42,6 +42,8 @@ _QUERY = (
     "(SELECT replace(plainto_tsquery(%(config)s::regconfig, %(query)s)::text, ' & ', ' | ')"
     "::tsquery AS terms)"
 )
+_HYDRATE_BATCH = 500
+"""Chunks hydrated per query when a whole tenant is read."""
 _FIRST_SOURCE = (
     "LEFT JOIN LATERAL (SELECT source, modified_at FROM sources WHERE doc_id = c.doc_id "
     "ORDER BY seq LIMIT 1) s ON true"
@@ -274,6 +276,30 @@ class PgIndexStore:
         )
         found = [int(r[0]) for r in rows]
         return self.passages(found, [1.0] * len(found))
+
+    # ---- what `ragtune synth` and the `lm` training objective read ------------------------------
+
+    def tenants(self) -> dict[str, int]:
+        """Chunks per tenant (``(none)``: chunks indexed without a tenant)."""
+        conn = self._conn()
+        rows = conn.execute("SELECT tenant, count(*) FROM chunks GROUP BY tenant").fetchall()
+        conn.rollback()
+        return {(r[0] or "(none)"): int(r[1]) for r in rows}
+
+    def tenant_passages(self, tenant: str | None) -> list[Passage]:
+        """Every chunk a query of ``tenant`` may see (None: every chunk), in the order they were
+        indexed (a document's chunks in text order), each with score 1.0."""
+        where, params = PgFilter(tenant).sql("id")
+        conn = self._conn()
+        ids = [
+            int(r[0])
+            for r in conn.execute(f"SELECT id FROM chunks WHERE {where} ORDER BY id", params)
+        ]
+        found: list[Passage] = []
+        for lo in range(0, len(ids), _HYDRATE_BATCH):
+            part = ids[lo : lo + _HYDRATE_BATCH]
+            found += self.passages(part, [1.0] * len(part))
+        return found
 
     def documents(self) -> Iterator[StoredDocument]:
         """Every document with its number of chunks and its sources, oldest first."""

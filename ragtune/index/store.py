@@ -207,6 +207,10 @@ class IndexStore:
         file path), in text order; empty when the index holds none."""
         return self._current.document_passages(key, tenant=tenant)
 
+    def tenants(self) -> dict[str, int]:
+        """Chunks per tenant (``(none)``: chunks indexed without a tenant)."""
+        return self.db.tenants()
+
     def tenant_passages(self, tenant: str | None) -> list[Passage]:
         """Every chunk a query of ``tenant`` may see (None: every chunk), in the order they were
         indexed; what ``ragtune synth`` and the ``lm`` training objective read."""

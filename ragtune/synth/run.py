@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from ragtune.generate.generator import HFGenerator
     from ragtune.generate.models import LoadedModel
     from ragtune.index import IndexStore
+    from ragtune.index.location import IndexLocation
+    from ragtune.index.pgstore import PgIndexStore
 
 __all__ = ["SynthResult", "synthesize"]
 
@@ -74,7 +76,7 @@ def synthesize(
     the teacher fails (the chunks finished before stay written).
     """
     from ragtune.config import RagtuneConfig, load_config
-    from ragtune.index import IndexStore
+    from ragtune.index.location import open_index
 
     cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
     settings = pick(SynthSettings, cfg.synth)
@@ -87,14 +89,14 @@ def synthesize(
         tenant = check_name(tenant, "tenant")
     except ValueError as exc:
         raise SynthError(str(exc)) from None
-    index_path = Path(index)
-    with IndexStore.open(index_path) as store:
-        key = _tenant_key(store.db.tenants(), tenant, index_path)
+    location = cfg.index.location(index)
+    with open_index(location) as store:
+        key = _tenant_key(store.tenants(), tenant, index)
         chunks = store.tenant_passages(key)
         if not chunks:
             raise SynthError(
-                f"{index_path} holds no chunks: index the tenant's documents first (ragtune "
-                f"index build DOCS --out {index_path} --tenant {tenant})"
+                f"{location} holds no chunks: index the tenant's documents first (ragtune "
+                f"index build DOCS --out {index} --tenant {tenant})"
             )
         files = SynthFiles.for_output(Path(out))
         output = SynthOutput.open(files, _header(cfg, settings, endpoint, tenant))
@@ -107,7 +109,9 @@ def synthesize(
         try:
             if todo:
                 steps = _Steps(finished, len(chosen), progress)
-                now = _run(cfg, settings, endpoint, store, key, todo, output, environ, steps)
+                now = _run(
+                    cfg, settings, endpoint, (location, store), key, todo, output, environ, steps
+                )
         except TeacherError as exc:
             raise TeacherError(
                 f"{exc}. The {len(output.records)} chunks finished so far are kept in "
@@ -123,7 +127,7 @@ def synthesize(
             write_report(
                 files.report,
                 report,
-                index=str(index_path),
+                index=str(location),
                 files={"questions": str(files.questions), "unanswerable": str(files.unanswerable)},
                 settings=asdict(settings),
             )
@@ -134,7 +138,7 @@ def _run(
     cfg: RagtuneConfig,
     settings: SynthSettings,
     endpoint: EndpointSettings,
-    store: IndexStore,
+    index: tuple[IndexLocation, IndexStore | PgIndexStore],
     tenant: str | None,
     todo: Sequence[Passage],
     output: SynthOutput,
@@ -149,7 +153,8 @@ def _run(
     generator = cfg.generator_on(base)
     teacher = _teacher(cfg, settings, endpoint, base, generator, environ)
     fallback = ClozeTeacher() if settings.fallback == "cloze" and teacher.name != "cloze" else None
-    retriever = cfg.retriever.build(store, cfg.embedder_for_index(store.path))
+    location, store = index
+    retriever = cfg.retriever.build(store, cfg.embedder_for_index(location))
     depth = max(settings.round_trip_k, cfg.generator.max_passages)
     words = LexicalRetriever(store)
 
@@ -274,7 +279,7 @@ def _header(
     return {"fingerprint": digest.hexdigest()[:16], "teacher": teacher, "tenant": tenant}
 
 
-def _tenant_key(tenants: Mapping[str, int], tenant: str, index: Path) -> str | None:
+def _tenant_key(tenants: Mapping[str, int], tenant: str, index: str | Path) -> str | None:
     """The tenant to read the index as: ``tenant`` when it has chunks there, None for an index
     without tenants; an index of other tenants only is refused (never read another's chunks)."""
     if tenant in tenants:

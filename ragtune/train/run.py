@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ragtune.config import RagtuneConfig
     from ragtune.generate.registry import ResolvedAdapter
     from ragtune.index import IndexStore
+    from ragtune.index.location import IndexLocation
+    from ragtune.index.pgstore import PgIndexStore
 
 __all__ = ["TrainedAdapter", "train_adapter"]
 
@@ -88,7 +90,7 @@ def train_adapter(
     )
     from ragtune.generate.models import ModelSettings, load_base_model
     from ragtune.generate.prompts import PromptPassage
-    from ragtune.index import IndexStore
+    from ragtune.index.location import open_index
 
     cfg = config if isinstance(config, RagtuneConfig) else load_config(config)
     tenant, name = check_name(tenant, "tenant"), check_name(name, "adapter name")
@@ -111,10 +113,10 @@ def train_adapter(
         )
     objective = data_settings.objective
     asked = _questions(questions, unanswerable, objective, data_settings.max_questions)
-    index_path = Path(index) if index is not None else cfg.retriever.index
+    index_path = cfg.index_location(index)
     examples: list[TrainingExample] = []
-    with IndexStore.open(index_path) as store:
-        key_tenant = _index_tenant(store.db.tenants(), tenant, index_path)
+    with open_index(index_path) as store:
+        key_tenant = _index_tenant(store.tenants(), tenant, index_path)
         texts = _chunk_texts(store, key_tenant) if objective != "qa" else []
         if asked:
             retriever = cfg.retriever.build(store, cfg.embedder_for_index(index_path))
@@ -293,7 +295,7 @@ def _nothing_to_train(
     )
 
 
-def _index_tenant(tenants: Mapping[str, int], tenant: str, index: Path) -> str | None:
+def _index_tenant(tenants: Mapping[str, int], tenant: str, index: IndexLocation) -> str | None:
     """The tenant to filter the index by: ``tenant`` when the index holds its documents, None
     for an index without tenants; an index of other tenants only is refused (no leaks)."""
     if tenant in tenants:
@@ -332,7 +334,7 @@ def _questions(
     return asked
 
 
-def _chunk_texts(store: IndexStore, tenant: str | None) -> list[TextExample]:
+def _chunk_texts(store: IndexStore | PgIndexStore, tenant: str | None) -> list[TextExample]:
     """The tenant's chunks as language-model examples, titled, keyed by their document."""
     from ragtune.eval.records import passage_key
     from ragtune.index.chunkdb import searchable_text
