@@ -225,7 +225,10 @@ class AdapterRegistry:
 
     def list(self, tenant: str | None = None) -> builtins.list[AdapterEntry]:
         """Every adapter name (of one tenant, or all), sorted."""
-        tenants = [check_name(tenant, "tenant")] if tenant else self.storage.children("")
+        try:
+            tenants = [check_name(tenant, "tenant")] if tenant else self.storage.children("")
+        except ValueError as exc:
+            raise AdapterNotFoundError(str(exc)) from exc
         entries = []
         for owner in tenants:
             for name in self.storage.children(owner):
