@@ -43,6 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from ragtune.durable import fsync_dir, write_atomic
 from ragtune.errors import AdapterError
 
 __all__ = [
@@ -187,7 +188,7 @@ class FolderStorage:
         with _flock(path.parent):
             if path.exists():
                 return False
-            _write_atomic(path, text)
+            write_atomic(path, text)
         return True
 
     def swap(self, key: str, text: str, tag: str) -> bool:
@@ -198,7 +199,7 @@ class FolderStorage:
                     return False
             except FileNotFoundError:
                 return False
-            _write_atomic(path, text)
+            write_atomic(path, text)
         return True
 
     def children(self, key: str) -> list[str]:
@@ -222,11 +223,11 @@ class FolderStorage:
         folder = self.root / name_key
         with _flock(folder):
             version = (self.versions(name_key) or [0])[-1] + 1
-            _write_atomic(staged / CARD, card_for(version))
+            write_atomic(staged / CARD, card_for(version))
             target = folder / f"v{version}"
             shutil.rmtree(target, ignore_errors=True)  # a card-less leftover is not a version
             os.replace(staged, target)  # one rename: the whole version appears at once
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return version
 
     def staging_folder(self, name_key: str) -> Path:
@@ -476,22 +477,3 @@ def _flock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

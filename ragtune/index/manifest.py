@@ -7,11 +7,11 @@ the manifest that names them replaces the old one with an atomic rename.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ragtune.durable import write_atomic
 from ragtune.errors import (
     EmbedderMismatchError,
     IndexCorruptError,
@@ -26,7 +26,6 @@ __all__ = [
     "EmbedderInfo",
     "Manifest",
     "refuse_other_embedder",
-    "write_atomic",
 ]
 
 FORMAT = "ragtune-index"
@@ -126,28 +125,3 @@ def refuse_other_embedder(where: str, have: EmbedderInfo, embedder: str) -> None
             f"configured embedder is {embedder!r}. Use the index's embedder, or rebuild "
             "the index with `ragtune index build`"
         )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see either the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ragtune.durable import fsync_dir
 from ragtune.errors import (
     EmbedderMismatchError,
     IndexCorruptError,
@@ -37,7 +38,7 @@ from ragtune.errors import (
 from ragtune.index.chunkdb import ChunkDB
 from ragtune.index.generation import BM25_FOLDER, FAISS_FILE, SQLITE_FILE, IndexGeneration
 from ragtune.index.lexical import LexicalIndex, LexicalSpec
-from ragtune.index.manifest import MANIFEST, Manifest, fsync_dir, refuse_other_embedder
+from ragtune.index.manifest import MANIFEST, Manifest, refuse_other_embedder
 from ragtune.index.vectors import VectorIndex, vector_spec_from_dict
 from ragtune.types import Passage
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.durable import write_atomic
 from ragtune.errors import SynthError
 
 __all__ = ["ChunkRecord", "SynthFiles", "SynthOutput"]
@@ -96,7 +97,7 @@ class SynthOutput:
             files.questions.parent.mkdir(parents=True, exist_ok=True)
             for path in (files.questions, files.unanswerable):
                 path.write_bytes(b"")
-            _write_atomically(files.state, _line({"v": _FORMAT, **header}))
+            write_atomic(files.state, _line({"v": _FORMAT, **header}))
             return cls(files, header, [])
         saved, records = _read_state(files.state)
         if saved.get("fingerprint") != header.get("fingerprint"):
@@ -169,12 +170,6 @@ def _append(path: Path, text: str) -> int:
             handle.flush()
             os.fsync(handle.fileno())
         return handle.tell()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def _read_state(path: Path) -> tuple[dict[str, Any], list[ChunkRecord]]:

@@ -13,7 +13,7 @@ import pytest
 from ragtune.eval.questions import read_questions
 from ragtune.synth import synthesize
 from tests.index.pg import PgServer, start_server
-from tests.synth.test_synth_run import DOCS
+from tests.synth.test_synth_run import synth_setup
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +28,10 @@ def indexes(
     """The same two tenants in a folder index and in a pgvector schema."""
     from ragtune.config import load_config
     from ragtune.indexing import add_to_index, build_index
-    from tests.generate.tiny import save_tiny
 
     root = tmp_path_factory.mktemp("synth-pg")
-    for tenant, docs in DOCS.items():
-        (root / tenant).mkdir()
-        for name, text in docs.items():
-            (root / tenant / name).write_text(text, encoding="utf-8")
-    folder: dict[str, Any] = {
-        "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
-        "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
-        "ingest": {"scrub_pii": False},
-        "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
-        "generator": {
-            "model": str(save_tiny(root / "llama")),
-            "grounding": "none",
-            "quantize": "none",
-            "device": "cpu",
-            "max_new_tokens": 6,
-        },
-        "adapters": {"root": str(root / "adapters")},
-        "checker": {"signals": []},
-        "synth": {"teacher": "cloze", "round_trip_k": 10, "min_answer_f1": 0.0},
-    }
+    synth = {"teacher": "cloze", "round_trip_k": 10, "min_answer_f1": 0.0}
+    folder = synth_setup(root, tiny_model_dir, synth)
     on_pg = json.loads(json.dumps(folder))
     on_pg["index"] = {"store": {"type": "pgvector", "dsn": pg.dsn, "schema": "synthkb"}}
     for raw, where in ((folder, root / "index"), (on_pg, "synthkb")):

@@ -38,27 +38,18 @@ DOCS = {
 }
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[Endpoint]:
-    with running_endpoint() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def setup(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, endpoint: Endpoint
-) -> dict[str, Any]:
-    from ragtune.config import load_config
-    from ragtune.indexing import add_to_index, build_index
+def synth_setup(root: Path, embedder_dir: Path, synth: dict[str, Any]) -> dict[str, Any]:
+    """Write :data:`DOCS` under ``root`` (a folder per tenant) and return a config for them: the
+    tiny embedder and Llama, a hybrid index at ``root/index``, and ``synth`` as its synth
+    section."""
     from tests.generate.tiny import save_tiny
 
-    root = tmp_path_factory.mktemp("synth")
     for tenant, docs in DOCS.items():
         (root / tenant).mkdir()
         for name, text in docs.items():
             (root / tenant / name).write_text(text, encoding="utf-8")
-    raw: dict[str, Any] = {
-        "embedder": {"model": str(tiny_model_dir), "device": "cpu"},
+    return {
+        "embedder": {"model": str(embedder_dir), "device": "cpu"},
         "chunking": {"chunk_tokens": 64, "overlap_tokens": 8},
         "ingest": {"scrub_pii": False},  # so that the teacher's own scrub is what is tested
         "retriever": {"type": "hybrid", "index": str(root / "index"), "top_k": 2},
@@ -71,7 +62,28 @@ def setup(
         },
         "adapters": {"root": str(root / "adapters")},
         "checker": {"signals": []},
-        "synth": {
+        "synth": synth,
+    }
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[Endpoint]:
+    with running_endpoint() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, endpoint: Endpoint
+) -> dict[str, Any]:
+    from ragtune.config import load_config
+    from ragtune.indexing import add_to_index, build_index
+
+    root = tmp_path_factory.mktemp("synth")
+    raw = synth_setup(
+        root,
+        tiny_model_dir,
+        {
             "teacher": "openai",
             "round_trip_k": 10,  # every chunk: the tiny embedder ranks at random
             "min_answer_f1": 0.0,  # the tiny random model cannot answer
@@ -79,7 +91,7 @@ def setup(
             "answer_tokens": 4,
             "endpoint": {"base_url": endpoint.url, "model": "tiny-teacher", "retries": 0},
         },
-    }
+    )
     config = load_config(raw)
     embedder = config.embedder.build()
     index = root / "index"
