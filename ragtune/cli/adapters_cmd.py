@@ -84,7 +84,8 @@ def list_(
         canary = (
             f"  (canary v{e.canary.version}, share {e.canary.plan.share:g})" if e.canary else ""
         )
-        print(f"{e.tenant}/{e.name}  {e.kind:<6}  {versions}{canary}")
+        damaged = f"  (no current version: {e.damaged})" if e.damaged else ""
+        print(f"{e.tenant}/{e.name}  {e.kind:<6}  {versions}{canary}{damaged}")
 
 
 @app.command("show")

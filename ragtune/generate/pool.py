@@ -115,7 +115,7 @@ class AdapterPool:
         self._shape = model_shape(base.model)
         self._loaded: OrderedDict[str, LoadedAdapter] = OrderedDict()
         self._serving: dict[AdapterRef, str] = {}  # unversioned ref -> key last served
-        self._warned: set[tuple[AdapterRef, int | None]] = set()
+        self._warned: set[tuple[AdapterRef, str]] = set()
         self._lock = threading.RLock()
 
     @property
@@ -142,22 +142,23 @@ class AdapterPool:
             if isinstance(choice, AdapterFolder):
                 return self._load_folder(choice.path)
             if choice.version is not None:
+                pinned = self._loaded.get(str(choice))  # a version never changes: no lookup
+                if pinned is not None:
+                    self._loaded.move_to_end(pinned.key)
+                    return pinned
                 return self._load_version(choice)
             try:
                 loaded = self._load_version(choice)
-            except AdapterError:
+            except AdapterError as exc:
+                # The current version was refused, or the registry could not be read (a storage
+                # outage): keep serving what this reference served last.
                 previous = self._serving.get(choice)
                 if previous is None or previous not in self._loaded:
                     raise
-                current = self.registry.current_version(choice.tenant, choice.name)
-                if (choice, current) not in self._warned:
-                    self._warned.add((choice, current))
+                if (choice, str(exc)) not in self._warned:
+                    self._warned.add((choice, str(exc)))
                     log.warning(
-                        "adapter %s: current version v%s refused, still serving %s",
-                        choice,
-                        current,
-                        previous,
-                        exc_info=True,
+                        "adapter %s: %s; still serving %s", choice, exc, previous, exc_info=True
                     )
                 loaded = self._loaded[previous]
                 self._loaded.move_to_end(previous)

@@ -46,7 +46,7 @@ from ragtune.generate.registry_storage import (
     DEFAULT_CACHE,
     Blob,
     RegistryStorage,
-    is_url,
+    folder_root,
     open_storage,
 )
 from ragtune.types import AdapterRef, check_name, parse_adapter_ref
@@ -105,6 +105,9 @@ class AdapterEntry:
     history: tuple[int, ...]
     kind: str
     canary: Canary | None = None
+    damaged: str = ""
+    """Why the pointer cannot be read ("" when it can): the entry's current and history are then
+    empty, and promoting a version rewrites it."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class Pointer:
     history: tuple[int, ...] = ()
     """The versions current before, oldest first: what rollback returns to."""
     canary: Canary | None = None
+    seq: int = 0
+    """How many times the pointer has been written: orders the history's events, which writers
+    append after their compare-and-swap (so not always in the order the swaps happened)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ class HistoryEvent:
     reason: str = ""
     detail: Mapping[str, Any] = field(default_factory=dict)
     """The numbers behind the action (a canary's plan, a decision's tests)."""
+    seq: int = 0
+    """The pointer write this event came with (:attr:`Pointer.seq`; 0 in older histories)."""
 
 
 _Change = Callable[[Pointer], "tuple[Pointer, builtins.list[_Event]] | None"]
@@ -145,6 +153,7 @@ class _Event:
     version: int | None
     reason: str = ""
     detail: Mapping[str, Any] = field(default_factory=dict)
+    seq: int = 0
 
 
 class AdapterRegistry:
@@ -156,9 +165,8 @@ class AdapterRegistry:
 
     def __init__(self, root: Path | str, *, cache: Path = DEFAULT_CACHE) -> None:
         self.storage: RegistryStorage = open_storage(root, cache)
-        self.root: Path | str = (
-            str(root) if is_url(root) else Path(str(root).removeprefix("file://"))
-        )
+        folder = folder_root(root)
+        self.root: Path | str = folder if folder is not None else str(root)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -167,7 +175,12 @@ class AdapterRegistry:
         storage its files are downloaded to the local cache first (once per version)."""
         parsed = parse_ref(ref)
         key = self._key(parsed.tenant, parsed.name)
-        current = self._read_pointer(key).current
+        try:
+            current = self._read_pointer(key).current
+        except AdapterCorruptError:
+            if parsed.version is None:
+                raise
+            current = None  # a pinned version still reads (and promoting it repairs the pointer)
         version = parsed.version if parsed.version is not None else current
         # Served requests come here every time: a pointer read and, for a version seen before,
         # nothing else (object storage: one GET). Listing happens only to explain a miss.
@@ -217,11 +230,13 @@ class AdapterRegistry:
                         data.get("version"),
                         str(data.get("reason", "")),
                         dict(data.get("detail", {})),
+                        int(data.get("seq", 0)),
                     )
                 )
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # a line torn by a crash mid-append: the others still read
-        return events
+        # Concurrent writers append in the order they finish, not the order their swaps won.
+        return sorted(events, key=lambda e: e.seq)
 
     def list(self, tenant: str | None = None) -> builtins.list[AdapterEntry]:
         """Every adapter name (of one tenant, or all), sorted."""
@@ -236,7 +251,11 @@ class AdapterRegistry:
                 versions = self.storage.versions(key)
                 if not versions:
                     continue
-                state = self._read_pointer(key)
+                damaged = ""
+                try:
+                    state = self._read_pointer(key)
+                except AdapterCorruptError as exc:
+                    state, damaged = Pointer(None), str(exc)
                 kind = self._card(key, versions[-1]).kind
                 entries.append(
                     AdapterEntry(
@@ -247,6 +266,7 @@ class AdapterRegistry:
                         state.history,
                         kind,
                         state.canary,
+                        damaged,
                     )
                 )
         return entries
@@ -277,8 +297,7 @@ class AdapterRegistry:
         the serving model); if it raises, nothing is registered.
         """
         stored = read_adapter(source)  # integrity first: nothing is written for a broken adapter
-        tenant = check_name(tenant or stored.card.tenant, "tenant")
-        name = check_name(name or stored.card.name, "adapter name")
+        tenant, name = tenant or stored.card.tenant, name or stored.card.name
         key = self._key(tenant, name)
         running = self._read_pointer(key).canary
         if promote and running is not None:
@@ -352,7 +371,7 @@ class AdapterRegistry:
                 _Event(action, version, "promoted by hand", _plan(canary))
             ]
 
-        self._update(self._key(parsed.tenant, parsed.name), make_current)
+        self._update(self._key(parsed.tenant, parsed.name), make_current, repair=True)
         return replace(target, current=True)
 
     def rollback(
@@ -511,18 +530,27 @@ class AdapterRegistry:
     def _where(self, key: str) -> str:
         return f"{self.storage.location}/{key}/{POINTER}"
 
-    def _update(self, key: str, change: _Change) -> Pointer:
+    def _update(self, key: str, change: _Change, *, repair: bool = False) -> Pointer:
         """Apply ``change`` to the pointer of ``key`` by compare-and-swap, retried while other
-        writers get in first; its events are logged once the pointer is written. Returns the
-        pointer as it stands after (unchanged where ``change`` returned None)."""
+        writers get in first; its events are logged once the pointer is written, numbered by
+        the pointer's new ``seq``. Returns the pointer as it stands after (unchanged where
+        ``change`` returned None). With ``repair``, a damaged pointer counts as empty (and is
+        replaced) instead of raising :class:`AdapterCorruptError`."""
         path = f"{key}/{POINTER}"
         for attempt in range(_SWAP_TRIES):
             blob = self.storage.read(path)
-            state = _parse_pointer(blob, self._where(key))
+            try:
+                state = _parse_pointer(blob, self._where(key))
+            except AdapterCorruptError:
+                if not repair:
+                    raise
+                state = Pointer(None)
             outcome = change(state)
             if outcome is None:
                 return state
             new, events = outcome
+            new = replace(new, seq=state.seq + 1)
+            events = [replace(e, seq=new.seq) for e in events]
             text = _pointer_text(new)
             written = (
                 self.storage.create(path, text)
@@ -546,8 +574,9 @@ class AdapterRegistry:
             "version": event.version,
             "reason": event.reason,
             "detail": dict(event.detail),
+            "seq": event.seq,
         }
-        self.storage.append_event(key, json.dumps(line, default=str))
+        self.storage.append_event(key, json.dumps(line, default=str), event.seq)
 
 
 def _moved(state: Pointer, version: int) -> Pointer:
@@ -559,35 +588,52 @@ def _moved(state: Pointer, version: int) -> Pointer:
 
 
 def _pointer_text(pointer: Pointer) -> str:
-    data: dict[str, Any] = {"current": pointer.current, "history": list(pointer.history[-50:])}
+    data: dict[str, Any] = {
+        "current": pointer.current,
+        "history": list(pointer.history[-50:]),
+        "seq": pointer.seq,
+    }
     if pointer.canary is not None:
         data["canary"] = pointer.canary.to_json()
     return json.dumps(data) + "\n"
 
 
 def _parse_pointer(blob: Blob | None, where: str) -> Pointer:
+    """The pointer a file holds (empty where there is none); :class:`AdapterCorruptError`, with
+    the fix, for anything but the shape :func:`_pointer_text` writes."""
     if blob is None:
         return Pointer(None)
+    fix = "promote a version to rewrite it (ragtune adapters promote TENANT/NAME vN)"
     try:
         data = json.loads(blob.text)
     except ValueError as exc:
-        raise AdapterCorruptError(
-            f"{where} is damaged ({exc}); promote a version again to rewrite it"
-        ) from exc
-    current = data.get("current") if isinstance(data, dict) else None
-    history = data.get("history", []) if isinstance(data, dict) else None
-    if not (current is None or isinstance(current, int)) or not isinstance(history, list):
-        raise AdapterCorruptError(f"{where} is damaged; promote a version again to rewrite it")
+        raise AdapterCorruptError(f"{where} is damaged ({exc}): {fix}") from exc
+    if not isinstance(data, dict):
+        raise AdapterCorruptError(f"{where} is damaged (not a JSON object): {fix}")
+    current, history = data.get("current"), data.get("history", [])
+    seq, canary_data = data.get("seq", 0), data.get("canary")
+    if not (current is None or _is_version(current)):
+        raise AdapterCorruptError(f"{where} is damaged (current is {current!r}): {fix}")
+    if not isinstance(history, list) or not all(_is_version(v) for v in history):
+        raise AdapterCorruptError(f"{where} is damaged (history is {history!r}): {fix}")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise AdapterCorruptError(f"{where} is damaged (seq is {seq!r}): {fix}")
     canary = None
-    if data.get("canary") is not None:
+    if canary_data is not None:
         try:
-            canary = Canary.from_json(data["canary"])
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(canary_data, dict):
+                raise TypeError(f"a canary is an object, not {canary_data!r}")
+            canary = Canary.from_json(canary_data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise AdapterCorruptError(
-                f"{where} holds a damaged canary ({exc}); end it with `ragtune adapters "
+                f"{where} holds a damaged canary ({exc}): end it with `ragtune adapters "
                 "promote` of a version, which rewrites the pointer"
             ) from exc
-    return Pointer(current, tuple(int(v) for v in history), canary)
+    return Pointer(current, tuple(history), canary, seq)
+
+
+def _is_version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _plan(canary: Canary | None) -> dict[str, Any]:

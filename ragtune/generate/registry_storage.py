@@ -19,8 +19,9 @@ below give them with the same guarantees:
 s3fs: the pointer's tag is its ETag and is read in the same GET as its content, ``create`` is a
 PUT with ``If-None-Match: *`` and ``swap`` a PUT with ``If-Match: <etag>`` (S3's conditional
 writes, 2024; MinIO and Ceph RGW have them too), version numbers are claimed with a conditional
-create, the history is one object per event (object storage has no append), and versions are
-downloaded once into a local cache (they never change once their card is written). Other fsspec
+create, the history is one object per event (object storage has no append; events are named
+by the pointer write they came with, so they read back in that order), and versions are
+downloaded into a local cache (they never change once their card is written). Other fsspec
 protocols are refused by :func:`open_storage`: fsspec's generic ``mode="create"`` checks and then
 writes, which two writers can both pass.
 """
@@ -67,6 +68,9 @@ _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 _HISTORY_FILE = "history.jsonl"
 _HISTORY_DIR = "history"
 _CLAIM_TRIES = 100
+_CONNECT_SECONDS = 3
+_READ_SECONDS = 20
+_STALE_STAGING_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -122,8 +126,9 @@ class RegistryStorage(Protocol):
         None where the version is not published (no card)."""
         ...
 
-    def append_event(self, name_key: str, line: str) -> None:
-        """Add one line (a JSON object) to ``name_key``'s history, durably."""
+    def append_event(self, name_key: str, line: str, seq: int) -> None:
+        """Add one line (a JSON object) to ``name_key``'s history, durably; ``seq`` is the
+        pointer write it belongs to (events are read back in ``seq`` order)."""
         ...
 
     def events(self, name_key: str) -> list[str]:
@@ -138,22 +143,48 @@ def is_url(root: str | Path) -> bool:
     (True, False, False)
     """
     text = str(root)
-    return "://" in text and not text.startswith("file://")
+    return "://" in text and folder_root(text) is None
+
+
+def folder_root(root: str | Path) -> Path | None:
+    """The folder a folder root names (``file://`` and ``file://localhost`` stripped), or None
+    for an object-storage URL.
+
+    >>> folder_root("file:///srv/adapters"), folder_root("adapters"), folder_root("s3://b/a")
+    (PosixPath('/srv/adapters'), PosixPath('adapters'), None)
+    """
+    text = str(root)
+    for scheme in ("file://localhost/", "file:///"):
+        if text.startswith(scheme):
+            return Path("/" + text.removeprefix(scheme))
+    if "://" in text:
+        return None
+    return Path(text)
 
 
 def open_storage(root: str | Path, cache: Path) -> RegistryStorage:
     """The storage for an ``adapters.root``: a folder, or ``s3://bucket/prefix``.
 
     ``cache`` is the local folder object-storage versions are downloaded to (unused for a folder).
-    Raises :class:`AdapterError` for another protocol, or when s3fs is not installed.
+    Raises :class:`AdapterError` for another protocol, a URL without a bucket, a URL with one
+    slash (``s3:/bucket``, which would otherwise be a folder named ``s3:``), or when s3fs is
+    not installed.
     """
     text = str(root)
-    if text.startswith("file://"):
-        return FolderStorage(Path(text.removeprefix("file://")))
-    if not is_url(text):
-        return FolderStorage(Path(text))
-    protocol = text.split("://", 1)[0].lower()
-    if protocol in ("s3", "s3a"):
+    folder = folder_root(text)
+    if folder is not None:
+        if text.startswith("file:") and not text.startswith(("file:///", "file://localhost/")):
+            raise AdapterError(f"adapters.root {text!r}: write file:///absolute/path")
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", text) and not text.startswith("file:"):
+            raise AdapterError(
+                f"adapters.root {text!r} looks like a URL with one slash: write "
+                f"{text.split(':', 1)[0]}://bucket/prefix, or a folder path without a colon"
+            )
+        return FolderStorage(folder)
+    protocol, rest = text.split("://", 1)
+    if protocol.lower() in ("s3", "s3a"):
+        if not rest.strip("/"):
+            raise AdapterError(f"adapters.root {text!r} names no bucket: write s3://bucket/prefix")
         return S3Storage(text, cache)
     raise AdapterError(
         f"adapters.root {text!r}: a registry on {protocol}:// is not supported, because its "
@@ -241,7 +272,7 @@ class FolderStorage:
         folder = self.root / name_key / f"v{version}"
         return folder if (folder / CARD).is_file() else None
 
-    def append_event(self, name_key: str, line: str) -> None:
+    def append_event(self, name_key: str, line: str, seq: int) -> None:
         path = self.root / name_key / _HISTORY_FILE
         with _flock(path.parent), open(path, "a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
@@ -261,8 +292,11 @@ class S3Storage:
 
     Credentials and endpoint come from the usual places (``AWS_ACCESS_KEY_ID``,
     ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` for MinIO or a local server, ``~/.aws``).
-    Versions are downloaded to ``cache/<hash of the root>/tenant/name/vN`` once and read from
-    there afterwards: a published version never changes.
+    Versions are downloaded to ``cache/<hash of endpoint and root>/tenant/name/vN`` and read
+    from there: a published version never changes, so each process compares the cached card with
+    the bucket's once (one GET; a prefix emptied and filled again is downloaded anew) and then
+    reads nothing but the pointer. Timeouts are short (connect 3 s, read 20 s, 2 attempts), so
+    an outage fails a lookup in seconds and the pool keeps serving the versions it holds.
     """
 
     def __init__(self, url: str, cache: Path) -> None:
@@ -273,12 +307,25 @@ class S3Storage:
                 f"adapters.root {url!r} is on S3, which needs s3fs: pip install 'ragtune[s3]'"
             ) from exc
         self.url = url.rstrip("/")
-        self._prefix = self.url.split("://", 1)[1]
+        self._prefix = self.url.split("://", 1)[1].strip("/")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or ""
         self.fs = s3fs.S3FileSystem(
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, skip_instance_cache=True
+            endpoint_url=endpoint or None,
+            skip_instance_cache=True,
+            # A request waits on the pointer read: an unreachable endpoint must fail in seconds,
+            # not after botocore's default minute of retries (the pool then serves what it has).
+            config_kwargs={
+                "connect_timeout": _CONNECT_SECONDS,
+                "read_timeout": _READ_SECONDS,
+                "retries": {"max_attempts": 2, "mode": "standard"},
+            },
         )
-        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        # The same bucket name on another endpoint (staging MinIO, production S3) is another
+        # registry: its versions must not share a cache folder.
+        digest = hashlib.sha256(f"{endpoint}|{self.url}".encode()).hexdigest()[:16]
         self.cache = cache / digest
+        self._checked: set[tuple[str, int]] = set()
+        """Versions whose cached card this process compared with the bucket's."""
 
     @property
     def location(self) -> str:
@@ -372,15 +419,32 @@ class S3Storage:
         return version
 
     def staging_folder(self, name_key: str) -> Path:
-        self.cache.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.cache))
+        with self._local_cache():
+            self.cache.mkdir(parents=True, exist_ok=True)
+            for old in self.cache.glob(".staging-*"):  # left by a killed register
+                if time.time() - old.stat().st_mtime > _STALE_STAGING_SECONDS:
+                    shutil.rmtree(old, ignore_errors=True)
+            return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.cache))
 
     def version_folder(self, name_key: str, version: int) -> Path | None:
         local = self.cache / name_key / f"v{version}"
-        if (local / CARD).is_file():
-            return local  # published versions never change: the copy is good forever
-        if self.read(f"{name_key}/v{version}/{CARD}") is None:
+        if (name_key, version) in self._checked and (local / CARD).is_file():
+            return local  # compared with the bucket once in this process: no request
+        remote = self.read(f"{name_key}/v{version}/{CARD}")
+        if remote is None:
             return None
+        with self._local_cache():
+            card = local / CARD
+            if card.is_file() and card.read_text(encoding="utf-8", errors="replace") == remote.text:
+                self._checked.add((name_key, version))
+                return local
+            # Not here, half here, or another registry's (the prefix was emptied and refilled):
+            # download again.
+            self._download(name_key, version, local)
+        self._checked.add((name_key, version))
+        return local
+
+    def _download(self, name_key: str, version: int, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=local.parent))
         try:
@@ -392,8 +456,10 @@ class S3Storage:
                     continue
                 (staged / relative).parent.mkdir(parents=True, exist_ok=True)
                 self._call(partial(self.fs.get_file, path, str(staged / relative)))
-            if not (staged / CARD).is_file():
-                return None  # deleted meanwhile
+            if local.exists():  # set the old copy aside first: a folder is not renamed over one
+                aside = local.with_name(f".{local.name}-old-{uuid.uuid4().hex[:8]}")
+                os.replace(local, aside)
+                shutil.rmtree(aside, ignore_errors=True)
             try:
                 os.replace(staged, local)
             except OSError:
@@ -401,11 +467,23 @@ class S3Storage:
                     raise
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        return local
 
-    def append_event(self, name_key: str, line: str) -> None:
-        # Object storage has no append: one object per event, named to sort by time.
-        key = f"{name_key}/{_HISTORY_DIR}/{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+    @contextmanager
+    def _local_cache(self) -> Iterator[None]:
+        """Errors of the local cache folder as :class:`AdapterError` naming ``adapters.cache``."""
+        try:
+            yield
+        except AdapterError:
+            raise
+        except OSError as exc:
+            raise AdapterError(
+                f"the adapter cache {self.cache} cannot be used ({exc}): set adapters.cache "
+                "(--cache) to a folder this process can write"
+            ) from exc
+
+    def append_event(self, name_key: str, line: str, seq: int) -> None:
+        # Object storage has no append: one object per event, named to sort by pointer write.
+        key = f"{name_key}/{_HISTORY_DIR}/{seq:012d}-{uuid.uuid4().hex[:8]}.json"
         self.create(key, line.rstrip("\n") + "\n")
 
     def events(self, name_key: str) -> list[str]:
@@ -446,6 +524,11 @@ class S3Storage:
                 "AWS_ENDPOINT_URL, the network and that the bucket exists; nothing was changed"
             ) from exc
         except Exception as exc:  # botocore's connection errors are not OSErrors
+            if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+                raise AdapterError(
+                    f"no credentials for the adapter registry {self.url} ({exc}): set "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / ~/.aws"
+                ) from exc
             if type(exc).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
                 raise AdapterError(
                     f"the adapter registry {self.url} cannot be reached ({exc}): check "

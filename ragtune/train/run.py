@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.errors import ConfigError, ModelError, TrainingError
 from ragtune.eval.questions import EvalQuestion, read_questions
-from ragtune.generate.registry_storage import is_url
+from ragtune.generate.registry_storage import folder_root
 from ragtune.settings import pick
 from ragtune.train.data import (
     DataSettings,
@@ -224,7 +224,8 @@ def train_adapter(
         parts += [data_sha, objective, weight]
     root, cache = cfg.adapters.root, cfg.adapters.cache
     run_id = _fingerprint(*parts)[:16]
-    local = cache if is_url(root) else Path(root)  # checkpoints stay on this machine
+    folder = folder_root(root)
+    local = folder if folder is not None else cache  # checkpoints stay on this machine
     checkpoints = local / ".training" / tenant / name / run_id
     pad_id = base.tokenizer.pad_token_id
     if pad_id is None:

@@ -120,7 +120,7 @@ def test_damaged_pointer_is_reported(make_adapter: MakeAdapter, tmp_path: Path) 
     registry = AdapterRegistry(tmp_path / "adapters")
     registry.register(make_adapter("lora"))
     (tmp_path / "adapters" / "acme" / "support" / "current.json").write_text("{bro")
-    with pytest.raises(AdapterCorruptError, match="promote a version again"):
+    with pytest.raises(AdapterCorruptError, match="promote a version to rewrite it"):
         registry.resolve("acme/support")
 
 
@@ -175,3 +175,90 @@ def test_adapters_cli_refuses_a_bad_version(
     assert isinstance(result.exception, AdapterNotFoundError)
     assert "is not a version" in str(result.exception)
     assert AdapterRegistry(root).current_version("acme", "support") == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        '{"current": 2, "hist',
+        '{"history": ["x"]}',
+        '{"history": [1, null]}',
+        '{"current": true}',
+        '{"current": -1}',
+        '{"canary": 5}',
+        '{"seq": "3"}',
+        "[1, 2]",
+    ],
+)
+def test_any_damaged_pointer_is_named_and_promote_repairs_it(
+    damage: str, make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    registry.register(make_adapter("lora", seed=1))
+    registry.register(make_adapter("lora", seed=2))
+    registry.register(make_adapter("lora", seed=3, name="other"))
+    (tmp_path / "adapters" / "acme" / "support" / "current.json").write_text(damage)
+    with pytest.raises(AdapterCorruptError, match="damaged.*ragtune adapters promote"):
+        registry.resolve("acme/support")
+    # One damaged name does not hide the others, and says what is wrong with it.
+    entries = {e.name: e for e in registry.list()}
+    assert entries["other"].current == 1 and not entries["other"].damaged
+    assert entries["support"].current is None and "damaged" in entries["support"].damaged
+    # The fix the message gives works: promoting rewrites the pointer.
+    registry.promote("acme/support", 2)
+    assert registry.resolve("acme/support").card.version == 2
+    assert registry.history("acme/support")[-1].action == "promoted"
+
+
+def test_history_is_in_pointer_order_whatever_order_events_were_appended(
+    make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    """Writers append their event after their compare-and-swap, so two writers can append in
+    the other order; each event carries its pointer write's number and is read back by it."""
+    registry = AdapterRegistry(tmp_path / "adapters")
+    for seed in (1, 2, 3):
+        registry.register(make_adapter("lora", seed=seed))
+    registry.promote("acme/support", 2)
+    registry.promote("acme/support", 3)
+    path = tmp_path / "adapters" / "acme" / "support" / "history.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[2], lines[1]]) + "\n")  # appended out of order
+    events = registry.history("acme/support")
+    assert [(e.action, e.version) for e in events] == [
+        ("promoted", 1),
+        ("promoted", 2),
+        ("promoted", 3),
+    ]
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert json.loads((path.parent / "current.json").read_text())["seq"] == 3
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("s3://", "names no bucket"),
+        ("s3:/bucket/adapters", "one slash"),
+        ("file:adapters", "file:///absolute/path"),
+        ("gs://bucket/adapters", "not supported"),
+    ],
+)
+def test_roots_that_are_neither_a_folder_nor_a_supported_url_are_refused(
+    root: str, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(AdapterError, match=message):
+        AdapterRegistry(root, cache=tmp_path)
+
+
+def test_file_urls_name_folders(tmp_path: Path) -> None:
+    assert AdapterRegistry(f"file://{tmp_path}/a").root == tmp_path / "a"
+    assert AdapterRegistry(f"file://localhost{tmp_path}/a").root == tmp_path / "a"
+
+
+def test_a_bad_tenant_name_is_refused_as_not_found(
+    make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    with pytest.raises(AdapterNotFoundError, match="tenant"):
+        registry.register(make_adapter("lora"), tenant="../x")
+    with pytest.raises(AdapterNotFoundError, match="tenant"):
+        registry.list("../x")

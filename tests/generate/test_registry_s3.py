@@ -268,3 +268,76 @@ def test_serving_a_version_seen_before_reads_only_the_pointer(
     monkeypatch.setattr(storage, "children", no_listing)
     assert registry.resolve("acme/support").card.version == 1
     assert reads == ["acme/support/current.json"]
+
+
+def test_a_cache_that_no_longer_matches_the_bucket_is_downloaded_again(
+    s3_root: str, make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = AdapterRegistry(s3_root, cache=cache)
+    first.register(make_adapter("lora", seed=1))
+    assert first.resolve("acme/support").card.kind == "lora"
+    # The prefix is emptied and filled again: v1 is now another adapter.
+    first.storage.fs.rm(s3_root.removeprefix("s3://"), recursive=True)  # type: ignore[attr-defined]
+    AdapterRegistry(s3_root, cache=tmp_path / "elsewhere").register(make_adapter("prefix", seed=2))
+    again = AdapterRegistry(s3_root, cache=cache)  # a new process, the old cache
+    resolved = again.resolve("acme/support")
+    assert resolved.card.kind == "prefix"
+    assert json.loads((resolved.folder / "adapter_config.json").read_text())["peft_type"] == (
+        "PREFIX_TUNING"
+    )
+    # A cached version that lost its card (a cache cleaner) heals on the next read.
+    (resolved.folder / "adapter.json").unlink()
+    healed = AdapterRegistry(s3_root, cache=cache).resolve("acme/support")
+    assert (healed.folder / "adapter.json").is_file() and healed.card.kind == "prefix"
+
+
+def test_a_cache_that_cannot_be_written_names_adapters_cache(
+    s3_root: str, make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    AdapterRegistry(s3_root, cache=tmp_path / "ok").register(make_adapter("lora"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(AdapterError, match=r"adapter cache .* adapters.cache"):
+        AdapterRegistry(s3_root, cache=blocked).resolve("acme/support")
+
+
+def test_an_outage_of_the_bucket_keeps_serving_what_is_loaded(
+    s3_root: str,
+    make_adapter: MakeAdapter,
+    tiny_base: LoadedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica whose bucket stops answering keeps answering with the versions it holds
+    (pinned, and what an unversioned reference served last), within the client's timeouts."""
+    import time
+
+    import s3fs
+
+    from ragtune.generate import AdapterPool
+    from ragtune.generate.pool import PoolSettings
+    from ragtune.types import AdapterRef
+
+    operator = AdapterRegistry(s3_root, cache=tmp_path / "operator")
+    operator.register(make_adapter("lora", seed=1))
+    operator.register(make_adapter("lora", seed=2))
+    settings = PoolSettings(s3_root, cache=tmp_path / "replica")
+    registry = AdapterRegistry(s3_root, cache=settings.cache)
+    pool = AdapterPool(tiny_base, registry, settings)
+    assert pool.get(AdapterRef("acme", "support")).key == "acme/support@v1"
+    assert pool.get(AdapterRef("acme", "support", 2)).key == "acme/support@v2"
+    storage = registry.storage
+    assert isinstance(storage, S3Storage)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    storage.fs = s3fs.S3FileSystem(
+        endpoint_url="http://127.0.0.1:9",
+        skip_instance_cache=True,
+        config_kwargs={"connect_timeout": 1, "retries": {"max_attempts": 1}},
+    )
+    started = time.perf_counter()
+    assert pool.get(AdapterRef("acme", "support", 2)).key == "acme/support@v2"
+    assert time.perf_counter() - started < 0.5  # pinned and loaded: no request at all
+    assert pool.get(AdapterRef("acme", "support")).key == "acme/support@v1"
+    with pytest.raises(AdapterError, match="cannot be reached"):
+        pool.get(AdapterRef("acme", "other"))  # never served: nothing to fall back on
