@@ -1,20 +1,22 @@
-"""The adapter registry: versioned adapters per tenant on disk, with a ``current`` pointer.
+"""The adapter registry: versioned adapters per tenant, with a ``current`` pointer.
 
-Layout::
+Layout (in a folder, or under ``s3://bucket/prefix``: see :mod:`.registry_storage`)::
 
     adapters/
       acme/                       tenant
         support/                  adapter name
           v1/  v2/  v3/           versions: PEFT files + adapter.json, never changed once written
-          current.json            {"current": 3, "history": [1, 2], "canary": {...} or absent}
-          history.jsonl           what happened and why: promotions, rollbacks, canary decisions
+          current.json            {"current": 3, "history": [1, 2], "seq": 7, "canary": {...}}
+          history.jsonl           what happened and why (on S3: history/<seq>-<id>.json objects)
 
-``register`` copies an adapter folder into the next version (staged in a temporary folder and
-renamed into place, so a crash leaves no half version), ``promote`` points ``current`` at a
-version, ``rollback`` returns to the version that was current before. The pointer is replaced
-atomically (write, fsync, rename); readers see the old or the new pointer, never a torn one. A
-running generator reads the pointer on every request, so a promotion takes effect on the next
-request without a restart (see :class:`~ragtune.generate.generator.HFGenerator`).
+``register`` stores an adapter folder as the next version (published whole: a folder is renamed
+into place, an upload writes its card last, so a crash leaves no half version), ``promote``
+points ``current`` at a version, ``rollback`` returns to the version that was current before.
+The pointer moves only by compare-and-swap (read it with its tag, write it only if the tag still
+holds, retry otherwise): two processes, or two machines, promoting at once cannot both win, and
+a reader sees the old or the new pointer, never a torn one. A running generator reads the
+pointer on every request, so a promotion takes effect on the next request without a restart
+(see :class:`~ragtune.generate.generator.HFGenerator`).
 
 A version is refused before the pointer moves when it fails ``check`` (for a generator: it loads
 and fits the base model); the version that was serving keeps serving.
@@ -23,7 +25,8 @@ A canary (:mod:`ragtune.generate.canary`) lives in the same pointer file, so a r
 sees one start, get judged and end at its next request, and a restarted one finds it where it
 was. While a canary runs, promoting its version ends it by promoting, rolling back ends it by
 dropping it; promoting any other version is refused. Every change of the pointer, and every
-canary decision with its numbers, is appended to ``history.jsonl``.
+canary decision with its numbers, is added to the history, numbered by the pointer write
+(``seq``) it came with, and read back in that order.
 """
 
 from __future__ import annotations
