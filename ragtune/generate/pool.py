@@ -226,5 +226,5 @@ def adapter_card(registry: AdapterRegistry, choice: AdapterChoice) -> AdapterCar
     if isinstance(choice, NoAdapter):
         return None
     if isinstance(choice, AdapterRef):
-        return registry.resolve(choice).card
+        return registry.card(choice)
     return read_adapter(choice.path).card

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ragtune.errors import AdapterCorruptError, AdapterError, AdapterNotFoundError, CanaryError
 from ragtune.generate.adapters import CARD_FILE, AdapterCard, read_adapter
@@ -176,6 +176,29 @@ class AdapterRegistry:
     def resolve(self, ref: str | AdapterRef) -> ResolvedAdapter:
         """The version ``ref`` names (its current one when no version is given); for object
         storage its files are downloaded to the local cache first (once per version)."""
+        parsed, key, version, current = self._locate(ref)
+        # Served requests come here every time: a pointer read and, for a version seen before,
+        # nothing else (object storage: one GET). Listing happens only to explain a miss.
+        folder = self.storage.version_folder(key, version) if version is not None else None
+        if version is None or folder is None:
+            self._explain_miss(parsed, key, version)
+        card = AdapterCard.from_json(
+            (folder / CARD_FILE).read_text(encoding="utf-8"), where=str(folder / CARD_FILE)
+        )
+        return ResolvedAdapter(card=card, folder=folder, current=version == current)
+
+    def card(self, ref: str | AdapterRef) -> AdapterCard:
+        """The card of the version ``ref`` names, without its weights: what a front end checks
+        on every request before sending it to a model replica (object storage: the pointer's
+        GET, and the card's once per process). Raises as :meth:`resolve` does."""
+        parsed, key, version, _ = self._locate(ref)
+        text = self.storage.card_text(key, version) if version is not None else None
+        if version is None or text is None:
+            self._explain_miss(parsed, key, version)
+        return AdapterCard.from_json(text, where=f"{self.storage.location}/{key}/v{version}")
+
+    def _locate(self, ref: str | AdapterRef) -> tuple[AdapterRef, str, int | None, int | None]:
+        """``ref`` parsed, its storage key, the version it names and the current version."""
         parsed = parse_ref(ref)
         key = self._key(parsed.tenant, parsed.name)
         try:
@@ -184,31 +207,25 @@ class AdapterRegistry:
             if parsed.version is None:
                 raise
             current = None  # a pinned version still reads (and promoting it repairs the pointer)
-        version = parsed.version if parsed.version is not None else current
-        # Served requests come here every time: a pointer read and, for a version seen before,
-        # nothing else (object storage: one GET). Listing happens only to explain a miss.
-        folder = self.storage.version_folder(key, version) if version is not None else None
-        if folder is None:
-            versions = self.storage.versions(key)
-            if not versions:
-                known = ", ".join(f"{e.tenant}/{e.name}" for e in self.list(parsed.tenant))
-                raise AdapterNotFoundError(
-                    f"no adapter {parsed.tenant}/{parsed.name} under {self.storage.location} "
-                    f"(registered for {parsed.tenant}: {known or 'none'})"
-                )
-            if version is None:
-                raise AdapterNotFoundError(
-                    f"{parsed.tenant}/{parsed.name} has no current version: promote one with "
-                    f"`ragtune adapters promote {parsed.tenant}/{parsed.name} vN`"
-                )
-            listed = ", ".join(f"v{v}" for v in versions)
+        return parsed, key, parsed.version if parsed.version is not None else current, current
+
+    def _explain_miss(self, parsed: AdapterRef, key: str, version: int | None) -> NoReturn:
+        versions = self.storage.versions(key)
+        if not versions:
+            known = ", ".join(f"{e.tenant}/{e.name}" for e in self.list(parsed.tenant))
             raise AdapterNotFoundError(
-                f"{parsed.tenant}/{parsed.name} has no version v{version} (versions: {listed})"
+                f"no adapter {parsed.tenant}/{parsed.name} under {self.storage.location} "
+                f"(registered for {parsed.tenant}: {known or 'none'})"
             )
-        card = AdapterCard.from_json(
-            (folder / CARD_FILE).read_text(encoding="utf-8"), where=str(folder / CARD_FILE)
+        if version is None:
+            raise AdapterNotFoundError(
+                f"{parsed.tenant}/{parsed.name} has no current version: promote one with "
+                f"`ragtune adapters promote {parsed.tenant}/{parsed.name} vN`"
+            )
+        listed = ", ".join(f"v{v}" for v in versions)
+        raise AdapterNotFoundError(
+            f"{parsed.tenant}/{parsed.name} has no version v{version} (versions: {listed})"
         )
-        return ResolvedAdapter(card=card, folder=folder, current=version == current)
 
     def current_version(self, tenant: str, name: str) -> int | None:
         """The current version number: one small file read, cheap enough for every request."""

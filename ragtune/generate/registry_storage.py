@@ -126,6 +126,11 @@ class RegistryStorage(Protocol):
         None where the version is not published (no card)."""
         ...
 
+    def card_text(self, name_key: str, version: int) -> str | None:
+        """The published version's card (its ``adapter.json``) without its other files; None
+        where the version is not published."""
+        ...
+
     def append_event(self, name_key: str, line: str, seq: int) -> None:
         """Add one line (a JSON object) to ``name_key``'s history, durably; ``seq`` is the
         pointer write it belongs to (events are read back in ``seq`` order)."""
@@ -272,6 +277,12 @@ class FolderStorage:
         folder = self.root / name_key / f"v{version}"
         return folder if (folder / CARD).is_file() else None
 
+    def card_text(self, name_key: str, version: int) -> str | None:
+        try:
+            return (self.root / name_key / f"v{version}" / CARD).read_text(encoding="utf-8")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def append_event(self, name_key: str, line: str, seq: int) -> None:
         path = self.root / name_key / _HISTORY_FILE
         with _flock(path.parent), open(path, "a", encoding="utf-8") as handle:
@@ -326,6 +337,8 @@ class S3Storage:
         self.cache = cache / digest
         self._checked: set[tuple[str, int]] = set()
         """Versions whose cached card this process compared with the bucket's."""
+        self._cards: dict[tuple[str, int], str] = {}
+        """Cards read by :meth:`card_text` (a front end's per-request check), kept: immutable."""
 
     @property
     def location(self) -> str:
@@ -443,6 +456,16 @@ class S3Storage:
             self._download(name_key, version, local)
         self._checked.add((name_key, version))
         return local
+
+    def card_text(self, name_key: str, version: int) -> str | None:
+        known = self._cards.get((name_key, version))
+        if known is not None:
+            return known  # a published card never changes
+        remote = self.read(f"{name_key}/v{version}/{CARD}")
+        if remote is None:
+            return None
+        self._cards[(name_key, version)] = remote.text
+        return remote.text
 
     def _download(self, name_key: str, version: int, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)

@@ -341,3 +341,26 @@ def test_an_outage_of_the_bucket_keeps_serving_what_is_loaded(
     assert pool.get(AdapterRef("acme", "support")).key == "acme/support@v1"
     with pytest.raises(AdapterError, match="cannot be reached"):
         pool.get(AdapterRef("acme", "other"))  # never served: nothing to fall back on
+
+
+def test_a_front_end_checks_cards_without_downloading_weights(
+    s3_root: str, make_adapter: MakeAdapter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ray ingress checks each request's adapter by its card: it must not pull every
+    tenant's weights into its own cache, and after the first look it reads only the pointer."""
+    AdapterRegistry(s3_root, cache=tmp_path / "operator").register(make_adapter("lora"))
+    front = AdapterRegistry(s3_root, cache=tmp_path / "front")
+    assert front.card("acme/support").ref == "acme/support@v1"
+    assert not list((tmp_path / "front").rglob("*.safetensors"))
+    reads: list[str] = []
+    original = front.storage.read
+
+    def counted(key: str) -> object:
+        reads.append(key)
+        return original(key)
+
+    monkeypatch.setattr(front.storage, "read", counted)
+    assert front.card("acme/support").kind == "lora"
+    assert reads == ["acme/support/current.json"]
+    with pytest.raises(AdapterError, match="no version v7"):
+        front.card("acme/support@v7")
