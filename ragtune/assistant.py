@@ -126,7 +126,6 @@ class Assistant:
         """
         from ragtune.check import SupportChecker, SupportCitationChecker
         from ragtune.config import RagtuneConfig, load_config
-        from ragtune.generate import AdapterRegistry
         from ragtune.guard import InputGuard
         from ragtune.index.location import open_index
         from ragtune.ingest.pii import scrub
@@ -159,7 +158,7 @@ class Assistant:
             guard = InputGuard(
                 topics, embedder=embedder if any(t.description for t in topics) else None
             )
-            registry = AdapterRegistry(cfg.adapters.root, cache=cfg.adapters.cache)
+            registry = cfg.adapters.registry()
             redact = (lambda text: scrub(text).text) if cfg.guard.redact_pii else None
             telemetry = Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans)
             live = (

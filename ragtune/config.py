@@ -647,11 +647,11 @@ class RagtuneConfig(_Strict):
 
     def generator_on(self, base: LoadedModel) -> HFGenerator:
         """A generator on an already loaded ``base``, with the adapter registry open."""
-        from ragtune.generate import AdapterPool, AdapterRegistry, HFGenerator
+        from ragtune.generate import AdapterPool, HFGenerator
 
         pool = AdapterPool(
             base,
-            AdapterRegistry(self.adapters.root, cache=self.adapters.cache),
+            self.adapters.registry(),
             pick(PoolSettings, self.adapters),
         )
         return HFGenerator(base, pool, pick(GeneratorSettings, self.generator))

@@ -37,7 +37,11 @@ from ragtune.generate.adapters import (
 from ragtune.generate.batching import Row
 from ragtune.generate.lora import RowLora, lora_tensors
 from ragtune.generate.registry import AdapterRegistry
-from ragtune.generate.registry_storage import DEFAULT_CACHE, DEFAULT_ROOT
+from ragtune.generate.registry_storage import (
+    DEFAULT_CACHE,
+    DEFAULT_POINTER_MAX_AGE,
+    DEFAULT_ROOT,
+)
 from ragtune.settings import check_bounds
 from ragtune.types import AdapterChoice, AdapterFolder, AdapterRef, NoAdapter
 
@@ -64,11 +68,20 @@ class PoolSettings:
     cache: Path = DEFAULT_CACHE
     """Where versions of an object-storage registry are downloaded and kept (a version never
     changes once published); unused for a folder registry."""
+    pointer_max_age: Annotated[float, Ge(0.0)] = DEFAULT_POINTER_MAX_AGE
+    """Seconds a served request may reuse a process's last read of an adapter's pointer: 0
+    reads it on every request (a promotion reaches the next request); a few seconds cuts an
+    ``s3://`` registry's GETs to one per adapter per interval, and a promotion, rollback or
+    canary then reaches each process within that time."""
     max_loaded: Annotated[int, Ge(1)] = 32
     """Adapters kept in memory; beyond it the least recently used is dropped."""
 
     def __post_init__(self) -> None:
         check_bounds(self)
+
+    def registry(self) -> AdapterRegistry:
+        """The registry these settings name, opened."""
+        return AdapterRegistry(self.root, cache=self.cache, pointer_max_age=self.pointer_max_age)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from ragtune.generate.adapters import CARD_FILE, AdapterCard, read_adapter
 from ragtune.generate.canary import Canary, CanaryPlan, CanaryStatus
 from ragtune.generate.registry_storage import (
     DEFAULT_CACHE,
+    DEFAULT_POINTER_MAX_AGE,
     Blob,
     RegistryStorage,
     folder_root,
@@ -166,8 +167,18 @@ class AdapterRegistry:
     ``cache`` is where versions of an object-storage registry are downloaded (unused for a folder).
     """
 
-    def __init__(self, root: Path | str, *, cache: Path = DEFAULT_CACHE) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        cache: Path = DEFAULT_CACHE,
+        pointer_max_age: float = DEFAULT_POINTER_MAX_AGE,
+    ) -> None:
         self.storage: RegistryStorage = open_storage(root, cache)
+        self.pointer_max_age = pointer_max_age
+        """Seconds a served request may reuse this process's last read of a pointer (0: read it
+        every time). Writes through this registry refresh it at once."""
+        self._served: dict[str, tuple[float, Pointer]] = {}
         folder = folder_root(root)
         self.root: Path | str = folder if folder is not None else str(root)
 
@@ -202,7 +213,7 @@ class AdapterRegistry:
         parsed = parse_ref(ref)
         key = self._key(parsed.tenant, parsed.name)
         try:
-            current = self._read_pointer(key).current
+            current = self._serving_pointer(key).current
         except AdapterCorruptError:
             if parsed.version is None:
                 raise
@@ -234,7 +245,7 @@ class AdapterRegistry:
     def pointer(self, tenant: str, name: str) -> Pointer:
         """The current version, its history and the running canary: one small file read, cheap
         enough for every request (an adapter that does not exist has an empty pointer)."""
-        return self._read_pointer(self._key(tenant, name))
+        return self._serving_pointer(self._key(tenant, name))
 
     def history(self, ref: str | AdapterRef) -> builtins.list[HistoryEvent]:
         """What happened to ``tenant/name`` and why, oldest first."""
@@ -544,6 +555,18 @@ class AdapterRegistry:
             raise AdapterCorruptError(f"{where} is missing: re-register the version")
         return AdapterCard.from_json(blob.text, where=where)
 
+    def _serving_pointer(self, key: str) -> Pointer:
+        """The pointer as a served request reads it: from this process's last read while it is
+        younger than ``pointer_max_age``, else read now."""
+        if self.pointer_max_age > 0:
+            seen = self._served.get(key)
+            if seen is not None and time.monotonic() - seen[0] < self.pointer_max_age:
+                return seen[1]
+        pointer = self._read_pointer(key)
+        if self.pointer_max_age > 0:
+            self._served[key] = (time.monotonic(), pointer)
+        return pointer
+
     def _read_pointer(self, key: str) -> Pointer:
         return _parse_pointer(self.storage.read(f"{key}/{POINTER}"), self._where(key))
 
@@ -578,6 +601,7 @@ class AdapterRegistry:
                 else self.storage.swap(path, text, blob.tag)
             )
             if written:
+                self._served.pop(key, None)  # this process sees its own change at once
                 for event in events:
                     self._log(key, event)
                 return new

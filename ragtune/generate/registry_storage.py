@@ -49,6 +49,7 @@ from ragtune.errors import AdapterError
 
 __all__ = [
     "DEFAULT_CACHE",
+    "DEFAULT_POINTER_MAX_AGE",
     "DEFAULT_ROOT",
     "Blob",
     "FolderStorage",
@@ -62,6 +63,8 @@ DEFAULT_ROOT = "adapters"
 """``adapters.root``'s default: a folder relative to the working directory."""
 DEFAULT_CACHE = Path(".ragtune/adapter-cache")
 """``adapters.cache``'s default (relative to the working directory)."""
+DEFAULT_POINTER_MAX_AGE = 0.0
+"""``adapters.pointer_max_age``'s default: every served request reads the pointer."""
 CARD = "adapter.json"
 """The file that makes a version a version: written last (same as ``adapters.CARD_FILE``)."""
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")

@@ -214,12 +214,11 @@ class ConfigFront:
     and listed from the registry, feedback kept in the live store, as the Assistant does."""
 
     def __init__(self, cfg: RagtuneConfig) -> None:
-        from ragtune.generate import AdapterRegistry
         from ragtune.ingest.pii import scrub
         from ragtune.live.recorder import LiveRecorder
         from ragtune.telemetry import Telemetry
 
-        self.registry = AdapterRegistry(cfg.adapters.root, cache=cfg.adapters.cache)
+        self.registry = cfg.adapters.registry()
         self.defaults = cfg.assistant_policy().adapters
         redact = (lambda text: scrub(text).text) if cfg.guard.redact_pii else None
         self.live: LiveRecorder | None = (

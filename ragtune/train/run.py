@@ -80,7 +80,6 @@ def train_adapter(
     from ragtune.config import RagtuneConfig, load_config
     from ragtune.eval.metrics import contains_answer
     from ragtune.eval.records import passage_key
-    from ragtune.generate import AdapterRegistry
     from ragtune.generate.adapters import (
         AdapterCard,
         check_name,
@@ -271,7 +270,7 @@ def train_adapter(
     staging = checkpoints / "adapter"
     shutil.rmtree(staging, ignore_errors=True)
     save_adapter(peft_model, staging, card)
-    registered = AdapterRegistry(root, cache=cache).register(
+    registered = cfg.adapters.registry().register(
         staging, tenant=tenant, name=name, promote=promote
     )
     shutil.rmtree(checkpoints, ignore_errors=True)

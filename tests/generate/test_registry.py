@@ -262,3 +262,34 @@ def test_a_bad_tenant_name_is_refused_as_not_found(
         registry.register(make_adapter("lora"), tenant="../x")
     with pytest.raises(AdapterNotFoundError, match="tenant"):
         registry.list("../x")
+
+
+def test_pointer_max_age_lets_served_requests_reuse_a_read(
+    make_adapter: MakeAdapter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    serving = AdapterRegistry(tmp_path / "adapters", pointer_max_age=30.0)
+    operator = AdapterRegistry(tmp_path / "adapters")  # another process, say
+    serving.register(make_adapter("lora", seed=1))
+    serving.register(make_adapter("lora", seed=2))
+    assert serving.resolve("acme/support").card.version == 1
+    operator.promote("acme/support", 2)
+    assert serving.resolve("acme/support").card.version == 1  # within 30 s: the last read
+    assert serving.card("acme/support").version == 1
+    assert operator.resolve("acme/support").card.version == 2  # max age 0: every read
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + 31.0)
+    assert serving.resolve("acme/support").card.version == 2
+    serving.rollback("acme/support")  # its own change: seen at once
+    assert serving.pointer("acme", "support").current == 1
+
+
+def test_pointer_max_age_is_a_validated_setting(tmp_path: Path) -> None:
+    from ragtune.config import load_config
+    from ragtune.errors import ConfigError
+
+    cfg = load_config({"adapters": {"root": str(tmp_path), "pointer_max_age": 5}})
+    assert cfg.adapters.registry().pointer_max_age == 5.0
+    with pytest.raises(ConfigError, match="pointer_max_age"):
+        load_config({"adapters": {"pointer_max_age": -1}})
