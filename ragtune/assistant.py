@@ -158,7 +158,7 @@ class Assistant:
             guard = InputGuard(
                 topics, embedder=embedder if any(t.description for t in topics) else None
             )
-            registry = cfg.adapters.registry()
+            registry = generator.registry  # one view of the pointers: the pool's
             redact = (lambda text: scrub(text).text) if cfg.guard.redact_pii else None
             telemetry = Telemetry(cfg.telemetry.events, spans=cfg.telemetry.spans)
             live = (

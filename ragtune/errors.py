@@ -18,6 +18,7 @@ The tree::
     │   ├── AdapterNotFoundError   no such tenant, name or version
     │   ├── AdapterMismatchError   made for another base model, or shapes that do not fit it
     │   ├── AdapterCorruptError    a file of the adapter is missing or damaged
+    │   ├── RegistryUnavailableError  the registry's storage cannot be reached or refuses access
     │   └── CanaryError            a canary cannot be started or ended as asked
     ├── GenerationError        a generation request cannot be served (too long, bad settings)
     ├── RequestError           a question cannot be taken as asked (empty, too long)
@@ -55,6 +56,7 @@ __all__ = [
     "IngestError",
     "ModelError",
     "RagtuneError",
+    "RegistryUnavailableError",
     "RequestError",
     "ResponseNotFoundError",
     "RetrievalError",
@@ -141,6 +143,11 @@ class AdapterMismatchError(AdapterError):
 
 class AdapterCorruptError(AdapterError):
     """A file of the adapter is missing or cannot be read."""
+
+
+class RegistryUnavailableError(AdapterError):
+    """The adapter registry's storage cannot be reached, or refuses this process's credentials;
+    nothing was changed, and a serving process keeps using the pointers it read last."""
 
 
 class CanaryError(AdapterError):

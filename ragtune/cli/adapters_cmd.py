@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -37,6 +38,17 @@ def _registry(root: str, cache: Path):  # type: ignore[no-untyped-def]
     from ragtune.generate import AdapterRegistry
 
     return AdapterRegistry(root, cache=cache)
+
+
+def _running_canary(registry: Any, ref: AdapterRef) -> Any:
+    """The canary running for ``ref``, if any; none when its pointer is damaged (promoting a
+    version is how that pointer is repaired, so it must not stop at reading it)."""
+    from ragtune.errors import AdapterCorruptError
+
+    try:
+        return registry.pointer(ref.tenant, ref.name).canary
+    except AdapterCorruptError:
+        return None
 
 
 def _name(text: str, *, strict: bool = True) -> AdapterRef:
@@ -115,7 +127,7 @@ def promote(
     """
     registry = _registry(root, cache)
     parsed = _name(ref, strict=False)
-    canary = registry.pointer(parsed.tenant, parsed.name).canary
+    canary = _running_canary(registry, parsed)
     resolved = registry.promote(parsed, _version(version))
     ended = f" (canary v{canary.version} ended by promoting it)" if canary else ""
     print(f"{resolved.card.ref} is now current{ended}")
@@ -128,7 +140,7 @@ def rollback(
     """Return to the version that was current before; while a canary runs, end it instead."""
     registry = _registry(root, cache)
     parsed = _name(ref, strict=False)
-    canary = registry.pointer(parsed.tenant, parsed.name).canary
+    canary = _running_canary(registry, parsed)
     resolved = registry.rollback(parsed)
     if canary is not None:
         print(f"canary v{canary.version} ended: {resolved.card.ref} stays current")

@@ -47,6 +47,7 @@ from ragtune.generate.prompts import (
     prompt_head,
 )
 from ragtune.generate.protocol import GenerationRequest, GeneratorStatus
+from ragtune.generate.registry import AdapterRegistry
 from ragtune.settings import check_bounds
 from ragtune.types import AdapterChoice, Generation, NoAdapter, Passage
 
@@ -145,6 +146,12 @@ class HFGenerator:
             adapter_loads=self._pool.loads,
             grounding=self._base.grounding or "none",
         )
+
+    @property
+    def registry(self) -> AdapterRegistry:
+        """The registry its adapters come from (shared with whoever else reads pointers for
+        the same requests, so that one process keeps one view of them)."""
+        return self._pool.registry
 
     def adapter_card(self, choice: AdapterChoice) -> AdapterCard | None:
         """The card of the adapter ``choice`` names, not loaded (see the protocol)."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-from annotated_types import Ge
+from annotated_types import Ge, Le
 
 from ragtune.errors import AdapterError, AdapterNotFoundError
 from ragtune.generate.adapters import (
@@ -41,6 +41,8 @@ from ragtune.generate.registry_storage import (
     DEFAULT_CACHE,
     DEFAULT_POINTER_MAX_AGE,
     DEFAULT_ROOT,
+    MAX_POINTER_AGE,
+    check_root,
 )
 from ragtune.settings import check_bounds
 from ragtune.types import AdapterChoice, AdapterFolder, AdapterRef, NoAdapter
@@ -68,7 +70,7 @@ class PoolSettings:
     cache: Path = DEFAULT_CACHE
     """Where versions of an object-storage registry are downloaded and kept (a version never
     changes once published); unused for a folder registry."""
-    pointer_max_age: Annotated[float, Ge(0.0)] = DEFAULT_POINTER_MAX_AGE
+    pointer_max_age: Annotated[float, Ge(0.0), Le(MAX_POINTER_AGE)] = DEFAULT_POINTER_MAX_AGE
     """Seconds a served request may reuse a process's last read of an adapter's pointer: 0
     reads it on every request (a promotion reaches the next request); a few seconds cuts an
     ``s3://`` registry's GETs to one per adapter per interval, and a promotion, rollback or
@@ -78,6 +80,10 @@ class PoolSettings:
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        try:
+            check_root(self.root)
+        except AdapterError as exc:
+            raise ValueError(str(exc)) from None
 
     def registry(self) -> AdapterRegistry:
         """The registry these settings name, opened."""

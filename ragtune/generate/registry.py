@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import random
 import shutil
 import time
@@ -42,12 +43,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ragtune.errors import AdapterCorruptError, AdapterError, AdapterNotFoundError, CanaryError
+from ragtune.errors import (
+    AdapterCorruptError,
+    AdapterError,
+    AdapterNotFoundError,
+    CanaryError,
+    RegistryUnavailableError,
+)
 from ragtune.generate.adapters import CARD_FILE, AdapterCard, read_adapter
 from ragtune.generate.canary import Canary, CanaryPlan, CanaryStatus
 from ragtune.generate.registry_storage import (
     DEFAULT_CACHE,
     DEFAULT_POINTER_MAX_AGE,
+    MAX_POINTER_AGE,
     Blob,
     RegistryStorage,
     folder_root,
@@ -149,6 +157,8 @@ _Change = Callable[[Pointer], "tuple[Pointer, builtins.list[_Event]] | None"]
 It may raise to refuse (nothing is written)."""
 
 _SWAP_TRIES = 50
+_OUTAGE_RETRY_SECONDS = 5.0
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,11 +184,20 @@ class AdapterRegistry:
         cache: Path = DEFAULT_CACHE,
         pointer_max_age: float = DEFAULT_POINTER_MAX_AGE,
     ) -> None:
+        if not 0 <= pointer_max_age <= MAX_POINTER_AGE:
+            raise ValueError(
+                f"pointer_max_age is {pointer_max_age}: give seconds from 0 to {MAX_POINTER_AGE:g}"
+            )
         self.storage: RegistryStorage = open_storage(root, cache)
         self.pointer_max_age = pointer_max_age
         """Seconds a served request may reuse this process's last read of a pointer (0: read it
-        every time). Writes through this registry refresh it at once."""
+        every time; at most :data:`MAX_POINTER_AGE`). Writes through this registry refresh it at
+        once."""
         self._served: dict[str, tuple[float, Pointer]] = {}
+        """The last pointer a served request read, per adapter name, and when: reused within
+        ``pointer_max_age``, and while the storage cannot be reached."""
+        self._unreachable_until = 0.0
+        """Until when (monotonic seconds) served requests skip a storage that just failed."""
         folder = folder_root(root)
         self.root: Path | str = folder if folder is not None else str(root)
 
@@ -202,7 +221,12 @@ class AdapterRegistry:
         """The card of the version ``ref`` names, without its weights: what a front end checks
         on every request before sending it to a model replica (object storage: the pointer's
         GET, and the card's once per process). Raises as :meth:`resolve` does."""
-        parsed, key, version, _ = self._locate(ref)
+        parsed = parse_ref(ref)
+        version: int | None = parsed.version
+        if version is not None:  # a pinned version: its card alone, no pointer read
+            key = self._key(parsed.tenant, parsed.name)
+        else:
+            parsed, key, version, _ = self._locate(parsed)
         text = self.storage.card_text(key, version) if version is not None else None
         if version is None or text is None:
             self._explain_miss(parsed, key, version)
@@ -214,10 +238,11 @@ class AdapterRegistry:
         key = self._key(parsed.tenant, parsed.name)
         try:
             current = self._serving_pointer(key).current
-        except AdapterCorruptError:
+        except (AdapterCorruptError, RegistryUnavailableError):
             if parsed.version is None:
                 raise
-            current = None  # a pinned version still reads (and promoting it repairs the pointer)
+            # A pinned version still reads (and promoting it repairs a damaged pointer).
+            current = None
         return parsed, key, parsed.version if parsed.version is not None else current, current
 
     def _explain_miss(self, parsed: AdapterRef, key: str, version: int | None) -> NoReturn:
@@ -250,8 +275,11 @@ class AdapterRegistry:
     def history(self, ref: str | AdapterRef) -> builtins.list[HistoryEvent]:
         """What happened to ``tenant/name`` and why, oldest first."""
         parsed = parse_ref(ref)
+        return self._events(self._key(parsed.tenant, parsed.name))
+
+    def _events(self, key: str) -> builtins.list[HistoryEvent]:
         events = []
-        for line in self.storage.events(self._key(parsed.tenant, parsed.name)):
+        for line in self.storage.events(key):
             try:
                 data = json.loads(line)
                 events.append(
@@ -429,8 +457,9 @@ class AdapterRegistry:
                 history = history[:-1]
             if not history:
                 raise AdapterError(
-                    f"{parsed.tenant}/{parsed.name} has nothing to roll back to: "
-                    f"v{state.current} is the only version that was ever current"
+                    f"{parsed.tenant}/{parsed.name} has nothing to roll back to: the pointer "
+                    f"records no version current before v{state.current} (promote one by "
+                    "number instead: ragtune adapters promote TENANT/NAME vN)"
                 )
             previous = history[-1]
             if previous not in checked:
@@ -558,13 +587,23 @@ class AdapterRegistry:
     def _serving_pointer(self, key: str) -> Pointer:
         """The pointer as a served request reads it: from this process's last read while it is
         younger than ``pointer_max_age``, else read now."""
-        if self.pointer_max_age > 0:
-            seen = self._served.get(key)
-            if seen is not None and time.monotonic() - seen[0] < self.pointer_max_age:
-                return seen[1]
-        pointer = self._read_pointer(key)
-        if self.pointer_max_age > 0:
-            self._served[key] = (time.monotonic(), pointer)
+        seen = self._served.get(key)
+        now = time.monotonic()
+        if seen is not None and now - seen[0] < self.pointer_max_age:
+            return seen[1]
+        if seen is not None and now < self._unreachable_until:
+            return seen[1]  # storage down a moment ago: do not make every request wait on it
+        try:
+            pointer = self._read_pointer(key)
+        except RegistryUnavailableError as exc:
+            if seen is None:
+                raise
+            # An outage of the storage: serve on with the pointer read last (no promotion can
+            # have been made through storage nobody reaches), and retry in a few seconds.
+            self._unreachable_until = time.monotonic() + _OUTAGE_RETRY_SECONDS
+            _log.warning("adapter registry unreachable, %s keeps its last pointer: %s", key, exc)
+            return seen[1]
+        self._served[key] = (time.monotonic(), pointer)
         return pointer
 
     def _read_pointer(self, key: str) -> Pointer:
@@ -587,7 +626,8 @@ class AdapterRegistry:
             except AdapterCorruptError:
                 if not repair:
                     raise
-                state = Pointer(None)
+                # Number on from the history, so the repair and what follows read back last.
+                state = Pointer(None, seq=max((e.seq for e in self._events(key)), default=0))
             outcome = change(state)
             if outcome is None:
                 return state

@@ -45,12 +45,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ragtune.durable import fsync_dir, write_atomic
-from ragtune.errors import AdapterError
+from ragtune.errors import AdapterError, RegistryUnavailableError
 
 __all__ = [
     "DEFAULT_CACHE",
     "DEFAULT_POINTER_MAX_AGE",
     "DEFAULT_ROOT",
+    "MAX_POINTER_AGE",
     "Blob",
     "FolderStorage",
     "RegistryStorage",
@@ -65,6 +66,8 @@ DEFAULT_CACHE = Path(".ragtune/adapter-cache")
 """``adapters.cache``'s default (relative to the working directory)."""
 DEFAULT_POINTER_MAX_AGE = 0.0
 """``adapters.pointer_max_age``'s default: every served request reads the pointer."""
+MAX_POINTER_AGE = 3600.0
+"""The longest ``pointer_max_age`` (seconds): beyond an hour a promotion would hardly arrive."""
 CARD = "adapter.json"
 """The file that makes a version a version: written last (same as ``adapters.CARD_FILE``)."""
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
@@ -170,17 +173,13 @@ def folder_root(root: str | Path) -> Path | None:
     return Path(text)
 
 
-def open_storage(root: str | Path, cache: Path) -> RegistryStorage:
-    """The storage for an ``adapters.root``: a folder, or ``s3://bucket/prefix``.
-
-    ``cache`` is the local folder object-storage versions are downloaded to (unused for a folder).
-    Raises :class:`AdapterError` for another protocol, a URL without a bucket, a URL with one
-    slash (``s3:/bucket``, which would otherwise be a folder named ``s3:``), or when s3fs is
-    not installed.
-    """
+def check_root(root: str | Path) -> None:
+    """Refuse an ``adapters.root`` no storage can open, naming the fix (:class:`AdapterError`):
+    another protocol than ``s3://``, a URL without a bucket, a URL with one slash
+    (``s3:/bucket``, which would otherwise be a folder named ``s3:``), ``file:`` without ``///``.
+    Pure: it reaches nothing, so a config can be validated offline."""
     text = str(root)
-    folder = folder_root(text)
-    if folder is not None:
+    if folder_root(text) is not None:
         if text.startswith("file:") and not text.startswith(("file:///", "file://localhost/")):
             raise AdapterError(f"adapters.root {text!r}: write file:///absolute/path")
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", text) and not text.startswith("file:"):
@@ -188,17 +187,30 @@ def open_storage(root: str | Path, cache: Path) -> RegistryStorage:
                 f"adapters.root {text!r} looks like a URL with one slash: write "
                 f"{text.split(':', 1)[0]}://bucket/prefix, or a folder path without a colon"
             )
-        return FolderStorage(folder)
+        return
     protocol, rest = text.split("://", 1)
-    if protocol.lower() in ("s3", "s3a"):
-        if not rest.strip("/"):
-            raise AdapterError(f"adapters.root {text!r} names no bucket: write s3://bucket/prefix")
-        return S3Storage(text, cache)
-    raise AdapterError(
-        f"adapters.root {text!r}: a registry on {protocol}:// is not supported, because its "
-        "pointer needs atomic conditional writes that ragtune only drives on S3 (s3://, also "
-        "MinIO and Ceph); use s3://bucket/prefix, or a folder shared by every replica (NFS)"
-    )
+    if protocol.lower() not in ("s3", "s3a"):
+        raise AdapterError(
+            f"adapters.root {text!r}: a registry on {protocol}:// is not supported, because its "
+            "pointer needs atomic conditional writes that ragtune only drives on S3 (s3://, "
+            "also MinIO and Ceph); use s3://bucket/prefix, or a folder shared by every replica"
+        )
+    if not rest.strip("/"):
+        raise AdapterError(f"adapters.root {text!r} names no bucket: write s3://bucket/prefix")
+
+
+def open_storage(root: str | Path, cache: Path) -> RegistryStorage:
+    """The storage for an ``adapters.root``: a folder, or ``s3://bucket/prefix``.
+
+    ``cache`` is the local folder object-storage versions are downloaded to (unused for a folder).
+    Raises :class:`AdapterError` for a root :func:`check_root` refuses, or when s3fs is not
+    installed.
+    """
+    check_root(root)
+    folder = folder_root(root)
+    if folder is not None:
+        return FolderStorage(folder)
+    return S3Storage(str(root), cache)
 
 
 def _tag(data: bytes) -> str:
@@ -464,6 +476,9 @@ class S3Storage:
         known = self._cards.get((name_key, version))
         if known is not None:
             return known  # a published card never changes
+        local = self.cache / name_key / f"v{version}" / CARD
+        if (name_key, version) in self._checked and local.is_file():
+            return local.read_text(encoding="utf-8")  # downloaded and checked by this process
         remote = self.read(f"{name_key}/v{version}/{CARD}")
         if remote is None:
             return None
@@ -538,25 +553,25 @@ class S3Storage:
         except FileExistsError:
             raise
         except PermissionError as exc:
-            raise AdapterError(
+            raise RegistryUnavailableError(
                 f"the adapter registry {self.url} refused access ({exc}): check the credentials "
                 "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or ~/.aws) and the bucket's policy"
             ) from exc
         except OSError as exc:
             if _lost_race(exc):
                 raise
-            raise AdapterError(
+            raise RegistryUnavailableError(
                 f"the adapter registry {self.url} cannot be reached ({exc}): check "
                 "AWS_ENDPOINT_URL, the network and that the bucket exists; nothing was changed"
             ) from exc
         except Exception as exc:  # botocore's connection errors are not OSErrors
             if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-                raise AdapterError(
+                raise RegistryUnavailableError(
                     f"no credentials for the adapter registry {self.url} ({exc}): set "
                     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / ~/.aws"
                 ) from exc
             if type(exc).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
-                raise AdapterError(
+                raise RegistryUnavailableError(
                     f"the adapter registry {self.url} cannot be reached ({exc}): check "
                     "AWS_ENDPOINT_URL, the network and that the bucket exists; nothing was changed"
                 ) from exc

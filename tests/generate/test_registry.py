@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from ragtune.cli import app
 from ragtune.errors import AdapterCorruptError, AdapterError, AdapterNotFoundError
 from ragtune.generate.registry import AdapterRef, AdapterRegistry, parse_ref
 from tests.generate.conftest import MakeAdapter
@@ -204,10 +206,16 @@ def test_any_damaged_pointer_is_named_and_promote_repairs_it(
     entries = {e.name: e for e in registry.list()}
     assert entries["other"].current == 1 and not entries["other"].damaged
     assert entries["support"].current is None and "damaged" in entries["support"].damaged
-    # The fix the message gives works: promoting rewrites the pointer.
-    registry.promote("acme/support", 2)
+    # The fix the message gives works, from the command it names: promoting rewrites it, and
+    # the repair reads back last in the history.
+    before = max(e.seq for e in registry.history("acme/support"))
+    result = CliRunner().invoke(
+        app, ["adapters", "promote", "acme/support", "v2", "--root", str(tmp_path / "adapters")]
+    )
+    assert result.exit_code == 0, result.output
     assert registry.resolve("acme/support").card.version == 2
-    assert registry.history("acme/support")[-1].action == "promoted"
+    last = registry.history("acme/support")[-1]
+    assert (last.action, last.version) == ("promoted", 2) and last.seq > before
 
 
 def test_history_is_in_pointer_order_whatever_order_events_were_appended(
@@ -245,8 +253,13 @@ def test_history_is_in_pointer_order_whatever_order_events_were_appended(
 def test_roots_that_are_neither_a_folder_nor_a_supported_url_are_refused(
     root: str, message: str, tmp_path: Path
 ) -> None:
+    from ragtune.config import load_config
+    from ragtune.errors import ConfigError
+
     with pytest.raises(AdapterError, match=message):
         AdapterRegistry(root, cache=tmp_path)
+    with pytest.raises(ConfigError, match=message):  # `ragtune config validate` says so too
+        load_config({"adapters": {"root": root}})
 
 
 def test_file_urls_name_folders(tmp_path: Path) -> None:
@@ -291,5 +304,8 @@ def test_pointer_max_age_is_a_validated_setting(tmp_path: Path) -> None:
 
     cfg = load_config({"adapters": {"root": str(tmp_path), "pointer_max_age": 5}})
     assert cfg.adapters.registry().pointer_max_age == 5.0
-    with pytest.raises(ConfigError, match="pointer_max_age"):
-        load_config({"adapters": {"pointer_max_age": -1}})
+    for bad in (-1, float("inf"), 3601):
+        with pytest.raises(ConfigError, match="pointer_max_age"):
+            load_config({"adapters": {"pointer_max_age": bad}})
+    with pytest.raises(ValueError, match="pointer_max_age"):
+        AdapterRegistry(tmp_path, pointer_max_age=-1)

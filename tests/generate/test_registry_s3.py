@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.errors import AdapterError, CanaryError
+from ragtune.errors import AdapterError, CanaryError, RegistryUnavailableError
 from ragtune.generate.canary import CanaryPlan
 from ragtune.generate.models import LoadedModel
 from ragtune.generate.registry import AdapterRegistry
@@ -337,9 +337,17 @@ def test_an_outage_of_the_bucket_keeps_serving_what_is_loaded(
     )
     started = time.perf_counter()
     assert pool.get(AdapterRef("acme", "support", 2)).key == "acme/support@v2"
-    assert time.perf_counter() - started < 0.5  # pinned and loaded: no request at all
+    assert registry.card("acme/support@v2").version == 2  # a front end's check, pinned
+    assert time.perf_counter() - started < 0.5  # pinned and seen: no request at all
+    # Unversioned: the pointer read last serves on (the front end's check, the load), and
+    # after one failed attempt the storage is left alone for a few seconds.
+    assert registry.card("acme/support").version == 1
     assert pool.get(AdapterRef("acme", "support")).key == "acme/support@v1"
-    with pytest.raises(AdapterError, match="cannot be reached"):
+    started = time.perf_counter()
+    for _ in range(5):
+        assert pool.get(AdapterRef("acme", "support")).key == "acme/support@v1"
+    assert time.perf_counter() - started < 0.5
+    with pytest.raises(RegistryUnavailableError, match="cannot be reached"):
         pool.get(AdapterRef("acme", "other"))  # never served: nothing to fall back on
 
 
