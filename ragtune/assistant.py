@@ -253,14 +253,21 @@ class Assistant:
         for question in questions:
             self._check_request(question)
         requested = self._parse_adapter(adapter)
-        self.adapter_for(tenant, requested)
         answers: list[Answer | None] = [None] * len(questions)
         batch = [Question(q, tenant, requested, user=user) for q in questions]
-        for index, outcome in self.answer_stream(batch):
-            if isinstance(outcome, BaseException):
-                raise outcome
-            answers[index] = outcome
+        with self._one_view():  # the call reads each adapter pointer once (no yield inside)
+            self.adapter_for(tenant, requested)
+            for index, outcome in self.answer_stream(batch):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                answers[index] = outcome
         return answers  # type: ignore[return-value]
+
+    def _one_view(self) -> contextlib.AbstractContextManager[None]:
+        """Each adapter pointer read once inside (see :meth:`AdapterRegistry.one_view`)."""
+        if self.registry is None:
+            return contextlib.nullcontext()
+        return self.registry.one_view()
 
     def feedback(
         self,
@@ -317,23 +324,27 @@ class Assistant:
 
         pending: list[tuple[int, _Work, str | None, GenerationRequest]] = []
         for index, question in enumerate(questions):
-            try:
-                self._check_request(question.text)
-                chosen = self.adapter_for(question.tenant, question.adapter)
-                adapter, arm = self._split(chosen, question)
-                adapter, arm = self._load(adapter, arm)  # a broken version is refused here, alone
-                settings = self._decode_settings(question.max_new_tokens)
-                item = _Work(
-                    question.text,
-                    time.perf_counter(),
-                    response_id=question.response_id,
-                    user=question.user,
-                    adapter=adapter,
-                    canary=arm,
-                )
-                self._guard_and_retrieve(item, question.tenant)
-            except RagtuneError as exc:
-                yield index, exc
+            refused: RagtuneError | None = None
+            with self._one_view():  # one state of the registry for the question's steps
+                try:
+                    self._check_request(question.text)
+                    chosen = self.adapter_for(question.tenant, question.adapter)
+                    adapter, arm = self._split(chosen, question)
+                    adapter, arm = self._load(adapter, arm)  # a broken version: refused alone
+                    settings = self._decode_settings(question.max_new_tokens)
+                    item = _Work(
+                        question.text,
+                        time.perf_counter(),
+                        response_id=question.response_id,
+                        user=question.user,
+                        adapter=adapter,
+                        canary=arm,
+                    )
+                    self._guard_and_retrieve(item, question.tenant)
+                except RagtuneError as exc:
+                    refused = exc
+            if refused is not None:  # yielded outside the view: a view never spans a yield
+                yield index, refused
                 continue
             if item.answer is not None:
                 yield index, self._emit(item.answer, item)

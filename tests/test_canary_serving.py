@@ -509,3 +509,30 @@ def test_cli_canary_refusals_name_the_fix_and_change_nothing(world: dict[str, An
     history = world["registry"].history(SUPPORT)
     assert [e.action for e in history] == ["promoted", "canary started", "canary rolled back"]
     assert history[-1].reason == "rolled back by hand"
+
+
+def test_one_ask_reads_each_adapter_pointer_once_and_the_next_ask_reads_it_again(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter check, the canary split, the load and the generation of one call see one
+    state of the registry, read once; a promotion made meanwhile reaches the next call."""
+    world["registry"].start_canary(SUPPORT, 3, CanaryPlan(share=0.5, min_requests=10_000))
+    assistant = make_assistant(world, live=False)
+    registry = assistant.registry
+    assert registry is not None
+    reads: list[str] = []
+    original = registry.storage.read
+
+    def counted(key: str) -> Any:
+        if key.endswith("current.json"):
+            reads.append(key)
+        return original(key)
+
+    monkeypatch.setattr(registry.storage, "read", counted)
+    first = assistant.ask(QUESTION, tenant="acme", user="u1")
+    assert reads == ["acme/support/current.json"] and first.adapter_version in (1, 3)
+    world["registry"].promote(SUPPORT, 3)  # ends the canary, from another registry object
+    reads.clear()
+    second = assistant.ask(QUESTION, tenant="acme", user="u1")
+    assert reads == ["acme/support/current.json"]
+    assert second.adapter_version == 3 and second.canary is None

@@ -36,8 +36,10 @@ import json
 import logging
 import random
 import shutil
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -196,6 +198,8 @@ class AdapterRegistry:
         self._served: dict[str, tuple[float, Pointer]] = {}
         """The last pointer a served request read, per adapter name, and when: reused within
         ``pointer_max_age``, and while the storage cannot be reached."""
+        self._views = threading.local()
+        """The pointers read inside :meth:`one_view` on this thread, or no attribute outside."""
         self._unreachable_until = 0.0
         """Until when (monotonic seconds) served requests skip a storage that just failed."""
         folder = folder_root(root)
@@ -584,9 +588,34 @@ class AdapterRegistry:
             raise AdapterCorruptError(f"{where} is missing: re-register the version")
         return AdapterCard.from_json(blob.text, where=where)
 
+    @contextmanager
+    def one_view(self) -> Iterator[None]:
+        """Within the block, on this thread, each pointer is read at most once: the steps of
+        one request (its adapter check, canary split, load and generation) see one state of the
+        registry and cost one read, whatever ``pointer_max_age``. Nested blocks share the
+        outer view; writes through this registry drop the pointers they change from it."""
+        if getattr(self._views, "pointers", None) is not None:
+            yield
+            return
+        self._views.pointers = {}
+        try:
+            yield
+        finally:
+            self._views.pointers = None
+
     def _serving_pointer(self, key: str) -> Pointer:
-        """The pointer as a served request reads it: from this process's last read while it is
-        younger than ``pointer_max_age``, else read now."""
+        """The pointer as a served request reads it: from the request's view (:meth:`one_view`),
+        else from this process's last read while it is younger than ``pointer_max_age``, else
+        read now."""
+        view: dict[str, Pointer] | None = getattr(self._views, "pointers", None)
+        if view is not None and key in view:
+            return view[key]
+        pointer = self._fresh_pointer(key)
+        if view is not None:
+            view[key] = pointer
+        return pointer
+
+    def _fresh_pointer(self, key: str) -> Pointer:
         seen = self._served.get(key)
         now = time.monotonic()
         if seen is not None and now - seen[0] < self.pointer_max_age:
@@ -642,6 +671,9 @@ class AdapterRegistry:
             )
             if written:
                 self._served.pop(key, None)  # this process sees its own change at once
+                view = getattr(self._views, "pointers", None)
+                if view is not None:
+                    view.pop(key, None)
                 for event in events:
                     self._log(key, event)
                 return new
