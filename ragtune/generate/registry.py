@@ -627,8 +627,9 @@ class AdapterRegistry:
         except RegistryUnavailableError as exc:
             if seen is None:
                 raise
-            # An outage of the storage: serve on with the pointer read last (no promotion can
-            # have been made through storage nobody reaches), and retry in a few seconds.
+            # An outage of the storage (for this process at least): serve on with the pointer
+            # read last, and retry in a few seconds; a promotion made meanwhile by someone who
+            # does reach it arrives when this process does again.
             self._unreachable_until = time.monotonic() + _OUTAGE_RETRY_SECONDS
             _log.warning("adapter registry unreachable, %s keeps its last pointer: %s", key, exc)
             return seen[1]
