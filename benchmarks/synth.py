@@ -350,7 +350,11 @@ def _evaluate(
 ) -> Path:
     from ragtune.eval import evaluate
 
-    folder = work / "runs" / f"{name}-{adapter.replace('/', '_').replace('@', '-')}"
+    # The config goes into the name: a rerun with other settings (a learning rate, say) gets a
+    # run of its own instead of a refusal, and the same settings resume theirs.
+    settings = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+    label = adapter.replace("/", "_").replace("@", "-")
+    folder = work / "runs" / f"{name}-{label}-{settings[:8]}"
     _common.wait_for_quiet(args.max_wait, label=f"eval {name}")
     started = time.perf_counter()
     evaluate(
