@@ -106,12 +106,23 @@ def show(
     root: str = _ROOT,
     cache: Path = _CACHE,
 ) -> None:
-    """The card of a version (the current one by default): kind, base model, data hash, metrics."""
-    resolved = _registry(root, cache).resolve(ref)
-    card = json.loads(resolved.card.to_json())
-    card["current"] = resolved.current
-    card["folder"] = str(resolved.folder)
-    print(json.dumps(card, indent=2, sort_keys=True))
+    """The card of a version (the current one by default): kind, base model, data hash, metrics.
+
+    Reads the card alone: on object storage the weights are not downloaded.
+    """
+    from ragtune.errors import AdapterCorruptError
+
+    registry = _registry(root, cache)
+    with registry.one_view():  # one pointer read for the card and "current"
+        card = registry.card(ref)
+        try:
+            current = registry.current_version(card.tenant, card.name) == card.version
+        except AdapterCorruptError:  # a pinned version of a name whose pointer is damaged
+            current = False
+    shown = json.loads(card.to_json())
+    shown["current"] = current
+    shown["location"] = f"{registry.storage.location}/{card.tenant}/{card.name}/v{card.version}"
+    print(json.dumps(shown, indent=2, sort_keys=True))
 
 
 @app.command("promote")

@@ -372,3 +372,22 @@ def test_a_front_end_checks_cards_without_downloading_weights(
     assert reads == ["acme/support/current.json"]
     with pytest.raises(AdapterError, match="no version v7"):
         front.card("acme/support@v7")
+
+
+def test_adapters_show_reads_the_card_without_downloading_weights(
+    s3_root: str, make_adapter: MakeAdapter, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    AdapterRegistry(s3_root, cache=tmp_path / "writer-cache").register(make_adapter("lora", seed=1))
+    cache = tmp_path / "reader-cache"
+    shown = CliRunner().invoke(
+        app, ["adapters", "show", "acme/support", "--root", s3_root, "--cache", str(cache)]
+    )
+    assert shown.exit_code == 0, shown.output
+    card = json.loads(shown.stdout)
+    assert (card["version"], card["current"], card["kind"]) == (1, True, "lora")
+    assert card["location"] == f"{s3_root}/acme/support/v1"
+    assert not list(cache.rglob("*.safetensors"))  # nothing but the card was read
