@@ -36,6 +36,9 @@ def test_build_info_search_add_remove_sync(corpus, tmp_path, tiny_config):
     manifest = json.loads(info.stdout)
     assert manifest["format_version"] == 1 and manifest["counts"]["documents"] == 4
     assert manifest["embedder"]["dimension"] == 32
+    shown = _run("index", "info", str(index))  # the text form reads the same manifest
+    assert shown.exit_code == 0, shown.output
+    assert "vectors    flat" in shown.output and "4 documents" in shown.output
 
     for mode in ("dense", "lexical", "hybrid"):
         found = _run(

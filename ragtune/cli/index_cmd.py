@@ -228,7 +228,7 @@ def info(
             f"title in text: {ch.get('title_in_text')}, vectors per {ch.get('dense_units', 'chunk')}"
         )
         console.print(
-            f"  vectors    {m.vectors['kind']} ({store.vectors.nbytes / 1e6:.1f} MB in memory)"
+            f"  vectors    {_vector_kind(m.vectors)} ({store.vectors.nbytes / 1e6:.1f} MB in memory)"
         )
         lx = m.lexical
         console.print(
@@ -338,7 +338,7 @@ def _info_pg(location: Any, *, as_json: bool, documents: bool) -> None:
     e, c = m.embedder, m.counts
     console.print(f"[bold]{location}[/] ({m.generation})")
     console.print(f"  embedder   {e.name} ({e.dimension} dims, backend {e.backend})")
-    console.print(f"  vectors    {m.vectors.get('type', m.vectors.get('kind'))} (pgvector, cosine)")
+    console.print(f"  vectors    {_vector_kind(m.vectors)} (pgvector, cosine)")
     console.print(
         f"  holds      {c.get('documents', 0)} documents, {c.get('sources', 0)} sources, "
         f"{c.get('chunks', 0)} chunks, {c.get('vectors', 0)} vectors; "
@@ -375,3 +375,13 @@ def _read_queries(path: Path) -> Iterator[tuple[str, str]]:
     if problems:
         raise RetrievalError("bad query file:\n  " + "\n  ".join(problems[:20]))
     yield from rows
+
+
+def _vector_kind(vectors: dict[str, Any]) -> str:
+    """The manifest's vector index as a line: its kind and settings (``hnsw m=32 ...``); read
+    by the same function as the index itself, so manifests of every format version show."""
+    from ragtune.index.vectors import vector_spec_from_dict
+
+    spec = asdict(vector_spec_from_dict(vectors))
+    kind = spec.pop("type")
+    return " ".join([str(kind), *(f"{k}={v}" for k, v in spec.items())])
