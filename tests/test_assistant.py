@@ -336,6 +336,26 @@ def test_cli_ask_with_a_missing_questions_file_is_explained(
     assert isinstance(result.exception, RequestError) and "give a question" in str(result.exception)
 
 
+def test_cli_ask_names_the_registry_it_looked_in_for_a_missing_adapter(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    import yaml
+
+    from ragtune.cli import app
+    from ragtune.errors import AdapterNotFoundError
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(setup["raw"]))
+    result = CliRunner().invoke(
+        app,
+        ["ask", "What?", "--config", str(config), "--tenant", "acme", "-a", "acme/nope"],
+    )
+    assert isinstance(result.exception, AdapterNotFoundError)
+    said = str(result.exception)
+    assert "tenant 'acme' has no adapter acme/nope in the adapter registry" in said
+    assert setup["raw"]["adapters"]["root"] in said and str(config) in said
+
+
 def test_answer_stream_mixes_tenants_and_refuses_one_question_alone(
     assistant: Assistant,
 ) -> None:

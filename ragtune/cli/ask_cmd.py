@@ -37,7 +37,7 @@ def ask(
 ) -> None:
     """Answer QUESTION from the indexed documents, with sources and a support mark per sentence."""
     from ragtune.assistant import Assistant
-    from ragtune.errors import RequestError
+    from ragtune.errors import AdapterNotFoundError, RequestError
     from ragtune.types import TENANT_DEFAULT
 
     asked = [question] if question else []
@@ -55,9 +55,16 @@ def ask(
         grounding = assistant.generator.status().grounding
         base_note = "base model" if grounding == "none" else f"base model + grounding {grounding}"
         for number, text in enumerate(asked):
-            answer = assistant.ask(
-                text, tenant=tenant, adapter=TENANT_DEFAULT if adapter is None else adapter
-            )
+            try:
+                answer = assistant.ask(
+                    text, tenant=tenant, adapter=TENANT_DEFAULT if adapter is None else adapter
+                )
+            except AdapterNotFoundError as exc:  # say where it looked (the config's root)
+                where = assistant.registry.storage.location if assistant.registry else "none"
+                raise AdapterNotFoundError(
+                    f"{exc} in the adapter registry {where} (adapters.root of {config}; pass "
+                    "--config with the root the adapter was trained into)"
+                ) from None
             if as_json:
                 json.dump(
                     answer.to_dict(),

@@ -44,7 +44,20 @@ class SynthFiles:
 
     @classmethod
     def for_output(cls, out: Path) -> SynthFiles:
-        """The files beside ``out``: ``x.jsonl`` gives ``x.unanswerable.jsonl`` ..."""
+        """The files beside ``out``: ``x.jsonl`` gives ``x.unanswerable.jsonl`` ...
+
+        Raises :class:`~ragtune.errors.SynthError` when ``out`` cannot be a file: it is a
+        folder, or a path through a file."""
+        if out.is_dir():
+            raise SynthError(
+                f"--out {out} is a folder: name a file in it, e.g. --out {out / 'questions.jsonl'}"
+            )
+        blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise SynthError(
+                f"--out {out} cannot be written: {blocked} is a file, not a folder; choose "
+                "another --out"
+            )
         stem = out.name.removesuffix(".jsonl")
         return cls(
             out,
@@ -101,11 +114,17 @@ class SynthOutput:
             return cls(files, header, [])
         saved, records = _read_state(files.state)
         if saved.get("fingerprint") != header.get("fingerprint"):
+            changed = _changes(saved.get("settings"), header.get("settings"))
             raise SynthError(
-                f"{files.questions} was started with other synth settings (teacher "
-                f"{saved.get('teacher')}, tenant {saved.get('tenant')}); rerun with the same "
-                f"settings to continue it, or choose another --out (or delete {files.questions}, "
-                f"{files.unanswerable.name} and {files.state.name} to start again)"
+                f"{files.questions} was started with other synth settings ("
+                + (
+                    "; ".join(changed)
+                    if changed
+                    else f"teacher {saved.get('teacher')}, tenant {saved.get('tenant')}"
+                )
+                + f"): rerun with the same settings to continue it, or choose another --out "
+                f"(or delete {files.questions}, {files.unanswerable.name} and "
+                f"{files.state.name} to start again)"
             )
         last = records[-1] if records else None
         for path, size in (
@@ -156,6 +175,18 @@ class SynthOutput:
         _append(self.files.state, _line(asdict(done)))
         self.records.append(done)
         return done
+
+
+def _changes(before: Any, now: Any, path: str = "") -> list[str]:
+    """What differs between two settings trees, as ``synth.per_chunk: 3 -> 2`` lines (an
+    output started before settings were recorded has none: an empty list)."""
+    if not isinstance(before, Mapping) or not isinstance(now, Mapping):
+        return [] if before == now or not path else [f"{path}: {before} -> {now}"]
+    lines: list[str] = []
+    for key in sorted(set(before) | set(now), key=str):
+        where = f"{path}.{key}" if path else str(key)
+        lines += _changes(before.get(key), now.get(key), where)
+    return lines
 
 
 def _line(row: Mapping[str, Any]) -> str:

@@ -85,6 +85,7 @@ def synthesize(
         check_endpoint(endpoint, allow_external=settings.allow_external)
     if limit is not None and limit < 1:
         raise SynthError(f"--limit must be at least 1, not {limit}")
+    files = SynthFiles.for_output(Path(out))  # an --out that cannot be a file, refused first
     try:
         tenant = check_name(tenant, "tenant")
     except ValueError as exc:
@@ -98,7 +99,6 @@ def synthesize(
                 f"{location} holds no chunks: index the tenant's documents first (ragtune "
                 f"index build DOCS --out {index} --tenant {tenant})"
             )
-        files = SynthFiles.for_output(Path(out))
         output = SynthOutput.open(files, _header(cfg, settings, endpoint, tenant))
         chosen = chunks[:limit] if limit is not None else chunks
         todo = [c for c in chosen if c.chunk_id not in output.done]
@@ -113,8 +113,10 @@ def synthesize(
                     cfg, settings, endpoint, (location, store), key, todo, output, environ, steps
                 )
         except TeacherError as exc:
+            said = str(exc).rstrip()
+            stop = "" if said.endswith((".", "?", "!")) else "."
             raise TeacherError(
-                f"{exc}. The {len(output.records)} chunks finished so far are kept in "
+                f"{said}{stop} The {len(output.records)} chunks finished so far are kept in "
                 f"{files.questions}; the same command continues from there"
             ) from exc
         finally:
@@ -275,8 +277,14 @@ def _header(
         "generator": [cfg.generator.model, cfg.generator.grounding],
         "retriever": cfg.retriever.type,
     }
-    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode())
-    return {"fingerprint": digest.hexdigest()[:16], "teacher": teacher, "tenant": tenant}
+    text = json.dumps(shaping, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode())
+    return {
+        "fingerprint": digest.hexdigest()[:16],
+        "teacher": teacher,
+        "tenant": tenant,
+        "settings": json.loads(text),  # to name what changed when a rerun differs
+    }
 
 
 def _tenant_key(tenants: Mapping[str, int], tenant: str, index: str | Path) -> str | None:

@@ -76,3 +76,30 @@ def test_other_settings_and_foreign_or_changed_files_are_refused(tmp_path: Path)
     with pytest.raises(SynthError, match="not written by ragtune synth"):
         SynthOutput.open(mine, HEADER)
     assert mine.questions.read_text() == json.dumps(_row(1)) + "\n"  # left alone
+
+
+def test_a_rerun_with_other_settings_is_told_which_changed(tmp_path: Path) -> None:
+    files = SynthFiles.for_output(tmp_path / "qa.jsonl")
+    started = {**HEADER, "settings": {"synth": {"per_chunk": 3, "teacher": "local"}}}
+    SynthOutput.open(files, started).append(_record("c1"), [_row(1)], [])
+    rerun = {**HEADER, "fingerprint": "other", "settings": {"synth": {"per_chunk": 2}}}
+    with pytest.raises(SynthError) as refused:
+        SynthOutput.open(files, rerun)
+    assert "synth.per_chunk: 3 -> 2; synth.teacher: local -> None" in str(refused.value)
+    # An output started before the settings were recorded: the old, general message.
+    old = SynthFiles.for_output(tmp_path / "old.jsonl")
+    SynthOutput.open(old, HEADER).append(_record("c1"), [_row(1)], [])
+    with pytest.raises(SynthError, match=r"settings \(teacher local:x, tenant acme\)"):
+        SynthOutput.open(old, rerun)
+
+
+def test_an_out_that_cannot_be_a_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(
+        SynthError, match=r"is a folder: name a file in it, e.g. --out .*questions.jsonl"
+    ):
+        SynthFiles.for_output(tmp_path)
+    taken = tmp_path / "taken.jsonl"
+    taken.write_text("kept\n")
+    with pytest.raises(SynthError, match=r"taken.jsonl is a file, not a folder"):
+        SynthFiles.for_output(taken / "x.jsonl")
+    assert taken.read_text() == "kept\n"
