@@ -358,9 +358,16 @@ def remove_from_index(
             doc_ids.update(found)
         if missing:
             where = f" for tenant {tenant!r}" if tenant else ""
+            tenants = sorted(t for t in update.db.tenants() if t != "(none)")
+            hint = (
+                f" (a tenant's documents are named with --tenant; this index holds tenants "
+                f"{', '.join(tenants)})"
+                if tenant is None and tenants
+                else ""
+            )
             raise IndexError_(
                 f"nothing in {_where(index)}{where} matches {', '.join(map(repr, missing))}; "
-                "nothing was removed. See `ragtune index info` for what is there"
+                f"nothing was removed{hint}. See `ragtune index info` for what is there"
             )
         # A path names a source: the document goes only with its last source, so an
         # identical file elsewhere stays searchable. A doc id or a user's id names the

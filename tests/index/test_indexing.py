@@ -199,6 +199,14 @@ def test_tenants_are_stored_apart(corpus, tmp_path, tiny_embedder, small_setting
         globex = store.allowed_ids(tenant="globex")
         assert acme is not None and globex is not None
         assert not set(acme.tolist()) & set(globex.tolist())
+    # A tenant's document named without its tenant: refused, with the flag that names it.
+    with pytest.raises(
+        IndexError_, match=r"named with --tenant; this index holds tenants acme, glo"
+    ):
+        remove_from_index([str(corpus / "returns.md")], out)
+    remove_from_index([str(corpus / "returns.md")], out, tenant="acme")
+    with IndexStore.open(out) as store:
+        assert [d.tenant for d in store.db.documents()] == ["globex"]
 
 
 def test_empty_folder_is_refused_and_nothing_is_created(tmp_path, tiny_embedder):
