@@ -57,14 +57,23 @@ def synth(
     bars = counting_bar("chunks")
     task = bars.add_task("chunks", total=None)
 
+    shown = False  # the bar appears with the first chunk count: an early error prints alone
+
     def progress(done: int, total: int) -> None:
+        nonlocal shown
+        if not shown:
+            bars.start()
+            shown = True
         bars.update(task, completed=done, total=total)
 
     try:
-        with bars:
+        try:
             result = synthesize(
                 cfg, index=index, tenant=tenant, out=out, limit=limit, progress=progress
             )
+        finally:
+            if shown:
+                bars.stop()
     except KeyboardInterrupt:
         console.print(
             f"interrupted: the finished chunks are kept in {out}; rerun the same command to "

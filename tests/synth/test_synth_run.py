@@ -305,6 +305,9 @@ def test_cli_synth(setup: dict[str, Any], tmp_path: Path) -> None:
     assert rows and len(per_chunk) == len(set(per_chunk))  # --per-chunk 1
     bad = CliRunner().invoke(app, [*args, "--teacher", "oracle", "-c", str(config)])
     assert isinstance(bad.exception, SynthError) and "local, openai, cloze" in str(bad.exception)
+    folder = CliRunner().invoke(app, [*args[:-1], str(tmp_path), "-c", str(config)])
+    assert isinstance(folder.exception, SynthError) and "is a folder" in str(folder.exception)
+    assert "chunks" not in folder.output  # an early error prints no empty progress bar
 
 
 def test_synth_then_train_then_the_adapter_answers(setup: dict[str, Any], tmp_path: Path) -> None:
