@@ -442,6 +442,7 @@ def test_the_cli_builds_searches_and_changes_a_pgvector_index(
     run("index", "build", str(docs["acme"]), "--out", "cli")
     info = json.loads(run("index", "info", "cli", "--json").stdout)
     assert info["counts"]["documents"] == len(CORPUS) and info["bytes_on_disk"]["vectors"] > 0
+    assert "(pgvector, cosine)" in run("index", "info", "cli").output  # the text form too
     for mode in ("dense", "lexical", "hybrid"):
         found = run("index", "search", "cli", "mango smoothie", "-k", "2", "--mode", mode, "--json")
         hits = json.loads(found.stdout)["hits"]
