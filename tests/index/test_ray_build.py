@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,16 +14,11 @@ from typer.testing import CliRunner
 from ragtune.errors import ClusterError
 from ragtune.index import IndexStore
 from ragtune.indexing import BuildSettings, build_index
+from ragtune.serve.child import free_port
 
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_an_unreachable_cluster_is_a_clear_error_and_changes_nothing(
@@ -36,7 +30,7 @@ def test_an_unreachable_cluster_is_a_clear_error_and_changes_nothing(
     index = tmp_path / "idx"
     build_index([corpus], index, embedder=tiny_embedder, settings=small_settings)
     before = (index / "manifest.json").read_bytes()
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv("RAY_ADDRESS", address)
     with pytest.raises(ClusterError, match=f"no Ray cluster answers at {address}"):
         build_index(

@@ -4,7 +4,6 @@ tiny real parts, real HTTP."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,17 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from ragtune.serve.child import free_port
 from tests.serve.test_server import ACME_KEY, GLOBEX_KEY, QUESTION, setup  # noqa: F401 - fixture
 
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _dying_replica(marker: Path) -> type:
@@ -48,7 +42,7 @@ def test_serving_on_an_unreachable_cluster_is_a_clear_error(setup, tmp_path):  #
 
     config = tmp_path / "serve.yaml"
     config.write_text(yaml.safe_dump(setup["raw"]))
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     # The console entry point, as a user runs it: it turns ragtune's errors into exit status 2.
     command = [sys.executable, "-m", "ragtune", "serve", "-c", str(config)]
     result = subprocess.run(
@@ -119,7 +113,7 @@ def ray_server(setup: dict[str, Any]) -> Iterator[dict[str, Any]]:  # noqa: F811
         configure_logging=False,
         runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "GLOBEX_KEY": GLOBEX_KEY}},
     )
-    port = _free_port()
+    port = free_port()
     marker = setup["root"] / "replica-died"
     try:
         deploy(
@@ -202,7 +196,7 @@ def test_more_replicas_than_the_cluster_holds_is_refused(ray_server, setup):  # 
     from ragtune.serve.ray_engine import RayServeSettings, deploy
 
     with pytest.raises(ClusterError, match="ask for fewer replicas"):
-        deploy(setup["config"], RayServeSettings(replicas=5), host="127.0.0.1", port=_free_port())
+        deploy(setup["config"], RayServeSettings(replicas=5), host="127.0.0.1", port=free_port())
     with pytest.raises(ClusterError, match="at least 1"):
         RayServeSettings(replicas=0)
     assert _chat(ray_server, "acme").status_code == 200  # the running app is untouched
